@@ -1,0 +1,41 @@
+# mmrec: two commands do everything on a fresh machine.
+#   make quickstart   set up .venv, install mmrec + data sources, run the main job
+#   make test         same set-up, then the test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.mmrec-installed
+RECBOLE := recbole==1.2.1
+
+.PHONY: setup fashion-mnist quickstart test clean
+
+setup: $(STAMP) fashion-mnist
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,parquet]'
+	@# MovieLens-100K ships inside this wheel; its own dependencies (PyTorch, Ray) are not needed.
+	$(BIN)/python -m pip install --quiet --no-deps $(RECBOLE)
+	touch $(STAMP)
+
+# Fashion-MNIST images for the shop data set, from Debian where we can install packages.
+fashion-mnist:
+	@if [ -d /usr/share/datasets/fashion-mnist ] || [ -n "$$MMREC_FASHION_MNIST_DIR" ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing the Debian package dataset-fashion-mnist"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
+	else \
+	  echo "note: no Fashion-MNIST here; install dataset-fashion-mnist, set MMREC_FASHION_MNIST_DIR," \
+	       "or set MMREC_ALLOW_DOWNLOAD=1 to let the shop data set download it"; \
+	fi
+
+quickstart: setup
+	$(BIN)/mmrec data describe --dataset movielens-100k
+	$(BIN)/mmrec data describe --dataset shop
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

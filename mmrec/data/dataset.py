@@ -1,0 +1,42 @@
+"""A loaded data set: a catalogue, a click log, and what loading skipped.
+
+Example:
+
+    from mmrec.data import load_dataset
+    ds = load_dataset("movielens-100k")
+    len(ds.catalogue), len(ds.interactions), ds.report.summary()
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from mmrec.data.catalogue import Catalogue
+from mmrec.data.interactions import Interactions
+from mmrec.data.problems import LoadReport
+
+
+@dataclasses.dataclass
+class Dataset:
+    """Everything a reader produced.
+
+    Attributes:
+      name: a short name ("movielens-100k", "shop", or the folder name).
+      catalogue: the items and their content.
+      interactions: the click log, indices into ``catalogue``.
+      report: counted skips and repairs made while loading.
+      explicit_split: optional per-row "train"/"valid"/"test" labels that the
+        source prescribes (a split file, MMRec's x_label); None if not given.
+      ground_truth: generator-only knowledge (true utilities) for an oracle;
+        None for real data.
+      source: where the data came from, for the describe output.
+    """
+
+    name: str
+    catalogue: Catalogue
+    interactions: Interactions
+    report: LoadReport = dataclasses.field(default_factory=LoadReport)
+    explicit_split: Any = None
+    ground_truth: Any = None
+    source: str = ""

@@ -1,0 +1,193 @@
+"""Train / validation / test splits of a click log, in time order.
+
+Which interactions a model may learn from decides whether its numbers mean
+anything, so splits follow the field's published protocols:
+
+* ``leave_one_out``: per user, the last interaction is test and the
+  second-to-last is validation; order is by timestamp with a *stable* sort, so
+  ties keep file order. A user with two interactions gives one to train and one
+  to test; a user with one gives it to train.
+* ``time``: one global cut in time; the earliest 80% of interactions train,
+  the next 10% validate, the last 10% test (fractions configurable).
+* ``explicit``: labels supplied with the data (a ``splits.csv`` file or
+  MMRec's ``x_label``), to compare with other frameworks on the same split.
+
+Any of them can also hold out a share of items entirely (``cold_item_share``):
+their interactions are removed from training, so they are cold-start items
+whose validation and test interactions measure recommendation from content.
+
+Example:
+
+    split = make_split(dataset, SplitConfig(cold_item_share=0.1))
+    split.sizes()   # {'train': ..., 'valid': 943, 'test': 943, 'cold_items': ...}
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from mmrec.data.dataset import Dataset
+from mmrec.data.interactions import Interactions
+from mmrec.data.problems import DataError
+from mmrec.data.records import parse_timestamp
+
+PARTS = ("train", "valid", "test")
+SCHEMES = ("auto", "leave_one_out", "time", "explicit")
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitConfig:
+    """How to split a click log.
+
+    Attributes:
+      scheme: "auto" (the data set's explicit split if it has one, else
+        leave-one-out), "leave_one_out", "time" or "explicit".
+      split_file: a CSV ``user_id,item_id,timestamp,split`` to use as the
+        explicit split (overrides one shipped with the data).
+      time_fractions: train/valid/test shares of the global time split.
+      cold_item_share: share of interacted items held out of training.
+      seed: chooses the cold items.
+    """
+
+    scheme: str = "auto"
+    split_file: str | None = None
+    time_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    cold_item_share: float = 0.0
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.scheme not in SCHEMES:
+            raise ValueError(f"split scheme must be one of {SCHEMES}, got {self.scheme!r}")
+        if len(self.time_fractions) != 3 or min(self.time_fractions) < 0 or not np.isclose(
+                sum(self.time_fractions), 1.0):
+            raise ValueError(f"time_fractions must be 3 non-negative shares summing to 1, "
+                             f"got {self.time_fractions}")
+        if not 0.0 <= self.cold_item_share < 1.0:
+            raise ValueError(f"cold_item_share must be in [0, 1), got {self.cold_item_share}")
+
+
+@dataclasses.dataclass
+class Split:
+    """Row indices into ``dataset.interactions`` for each part.
+
+    Attributes:
+      train, valid, test: int64 row indices, in chronological order per user.
+      cold_items: bool [num_items], items held out of training entirely.
+      scheme: the scheme that produced it.
+    """
+
+    train: np.ndarray
+    valid: np.ndarray
+    test: np.ndarray
+    cold_items: np.ndarray
+    scheme: str
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "valid": len(self.valid), "test": len(self.test),
+                "cold_items": int(self.cold_items.sum())}
+
+    def part(self, name: str) -> np.ndarray:
+        if name not in PARTS:
+            raise ValueError(f"split part must be one of {PARTS}, got {name!r}")
+        return getattr(self, name)
+
+
+def leave_one_out_labels(interactions: Interactions) -> np.ndarray:
+    """"train"/"valid"/"test" per row by the leave-one-out rule."""
+    order = interactions.chronological_order()
+    users = interactions.user[order]
+    labels = np.full(len(order), "train", dtype=object)
+    is_last = np.append(users[1:] != users[:-1], True)
+    counts = np.bincount(users, minlength=interactions.num_users)
+    labels[is_last & (counts[users] >= 2)] = "test"
+    second_last = np.append(is_last[1:], False) & ~is_last
+    labels[second_last & (counts[users] >= 3)] = "valid"
+    result = np.empty(len(order), dtype=object)
+    result[order] = labels
+    return result
+
+
+def time_labels(interactions: Interactions, fractions=(0.8, 0.1, 0.1)) -> np.ndarray:
+    """"train"/"valid"/"test" per row by one global cut in time."""
+    order = np.argsort(interactions.timestamp, kind="stable")
+    bounds = np.round(np.cumsum(fractions) * len(order)).astype(int)
+    labels = np.empty(len(order), dtype=object)
+    labels[order[:bounds[0]]] = "train"
+    labels[order[bounds[0]:bounds[1]]] = "valid"
+    labels[order[bounds[1]:]] = "test"
+    return labels
+
+
+def read_split_file(path: str | Path, dataset: Dataset) -> np.ndarray:
+    """Labels each interaction from a ``user_id,item_id,timestamp,split`` CSV.
+
+    Rows that match no interaction are counted skips; interactions that no row
+    labels get the label "" and are left out of every part (also counted).
+    """
+    path = str(path)
+    log = dataset.interactions
+    item_ids = dataset.catalogue.item_ids
+    keys = {(u, i, t): row for row, (u, i, t) in enumerate(zip(
+        log.user_ids[log.user].tolist(), item_ids[log.item].tolist(), log.timestamp.tolist()))}
+    labels = np.full(len(log), "", dtype=object)
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        for field in ("user_id", "item_id", "timestamp", "split"):
+            if field not in (reader.fieldnames or []):
+                raise DataError(f"missing required column {field!r}", file=path, field=field)
+        for row_number, row in enumerate(reader, start=1):
+            label = (row["split"] or "").strip()
+            if label not in PARTS:
+                raise DataError(f"split must be one of {PARTS}, found {label!r}",
+                                file=path, row=row_number, field="split")
+            seconds = parse_timestamp(row["timestamp"], file=path, row=row_number,
+                                      field="timestamp")
+            match = keys.get((row["user_id"].strip(), row["item_id"].strip(), seconds))
+            if match is None:
+                dataset.report.skip(path, "split row matches no interaction", row=row_number,
+                                    value=f"{row['user_id']}/{row['item_id']}")
+                continue
+            labels[match] = label
+    unlabelled = int((labels == "").sum())
+    if unlabelled:
+        dataset.report.skip(path, "interaction not in the split file (left out of all parts)",
+                            count=unlabelled)
+    return labels
+
+
+def choose_cold_items(interactions: Interactions, num_items: int, share: float,
+                      seed: int) -> np.ndarray:
+    """A seeded random ``share`` of the interacted items, as a bool mask."""
+    cold = np.zeros(num_items, dtype=bool)
+    interacted = np.unique(interactions.item)
+    count = int(round(share * len(interacted)))
+    if count:
+        cold[np.random.default_rng(seed).choice(interacted, size=count, replace=False)] = True
+    return cold
+
+
+def make_split(dataset: Dataset, config: SplitConfig = SplitConfig()) -> Split:
+    """Splits ``dataset.interactions`` as ``config`` says."""
+    log = dataset.interactions
+    scheme = config.scheme
+    if config.split_file:
+        labels, scheme = read_split_file(config.split_file, dataset), "explicit"
+    elif scheme == "explicit" or (scheme == "auto" and dataset.explicit_split is not None):
+        if dataset.explicit_split is None:
+            raise DataError(f"data set {dataset.name!r} has no explicit split; give a "
+                            "split_file or choose leave_one_out or time")
+        labels, scheme = np.asarray(dataset.explicit_split, dtype=object), "explicit"
+    elif scheme == "time":
+        labels = time_labels(log, config.time_fractions)
+    else:
+        labels, scheme = leave_one_out_labels(log), "leave_one_out"
+    cold = choose_cold_items(log, len(dataset.catalogue), config.cold_item_share, config.seed)
+    order = log.chronological_order()
+    ordered_labels = labels[order]
+    train = order[(ordered_labels == "train") & ~cold[log.item[order]]]
+    return Split(train=train, valid=order[ordered_labels == "valid"],
+                 test=order[ordered_labels == "test"], cold_items=cold, scheme=scheme)

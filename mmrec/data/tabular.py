@@ -1,0 +1,88 @@
+"""Bring your own catalogue: items and interactions as CSV, JSONL or Parquet.
+
+The documented schema (see docs/DATA.md) is a folder with two tables:
+
+* ``items.{csv,jsonl,parquet}``: ``item_id`` (required), any text columns
+  (all non-image columns are joined into the item text unless the caller names
+  them), optional ``image_path`` (relative to the folder) or ``image`` (encoded
+  bytes, Parquet), optional ``title``;
+* ``interactions.{csv,jsonl,parquet}``: ``user_id``, ``item_id``,
+  ``timestamp`` (seconds or ISO-8601), optional ``event_type``;
+
+and, optionally, ``text_feat.npy`` / ``image_feat.npy`` (precomputed vectors,
+one row per row of the items table, in the same order) and ``splits.csv``
+(``user_id,item_id,timestamp,split`` with split one of train/valid/test, to
+reuse another framework's exact split).
+
+Example:
+
+    dataset = read_tabular("my_shop/", image_size=64)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from mmrec.data.dataset import Dataset
+from mmrec.data.problems import DataError, LoadReport
+from mmrec.data.records import ItemFields, build_catalogue, build_interactions
+from mmrec.data.tables import TABLE_SUFFIXES, read_table
+
+
+def find_table(folder: Path, stem: str) -> Path | None:
+    """``folder/stem.<csv|tsv|jsonl|parquet>``; an error if several exist."""
+    found = [folder / f"{stem}{s}" for s in TABLE_SUFFIXES if (folder / f"{stem}{s}").is_file()]
+    if len(found) > 1:
+        raise DataError(f"several {stem} tables ({', '.join(p.name for p in found)}); keep one",
+                        file=str(folder))
+    return found[0] if found else None
+
+
+def load_feature_matrix(path: Path, rows: np.ndarray, expected_rows: int) -> np.ndarray | None:
+    """Loads an .npy matrix aligned with the items table and keeps ``rows``."""
+    if not path.is_file():
+        return None
+    try:
+        matrix = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as error:
+        raise DataError(f"not a readable .npy array: {error}", file=str(path)) from error
+    if matrix.ndim != 2 or len(matrix) != expected_rows:
+        raise DataError(f"expected a [{expected_rows}, D] matrix (one row per item row), "
+                        f"found shape {matrix.shape}", file=str(path))
+    if not np.isfinite(matrix).all():
+        bad = int(np.argwhere(~np.isfinite(matrix))[0][0])
+        raise DataError("matrix has NaN or infinite values", file=str(path), row=bad + 1)
+    return matrix[rows].astype(np.float32)
+
+
+def read_tabular(folder: str | os.PathLike, *, fields: ItemFields = ItemFields(),
+                 image_size: int = 64, image_channels: int = 3) -> Dataset:
+    """Reads the items/interactions schema from a folder into a :class:`Dataset`."""
+    folder = Path(folder)
+    items_path = find_table(folder, "items")
+    inter_path = find_table(folder, "interactions")
+    if items_path is None or inter_path is None:
+        missing = "items" if items_path is None else "interactions"
+        raise DataError(f"no {missing} table: expected {missing}.csv, .jsonl or .parquet",
+                        file=str(folder))
+    report = LoadReport()
+    columns, rows = read_table(items_path)
+    rows = list(rows)
+    catalogue, kept = build_catalogue(columns, rows, file=str(items_path), report=report,
+                                      fields=fields, image_root=folder,
+                                      image_size=image_size, image_channels=image_channels)
+    catalogue.text_features = load_feature_matrix(folder / "text_feat.npy", kept, len(rows))
+    catalogue.image_features = load_feature_matrix(folder / "image_feat.npy", kept, len(rows))
+    columns, inter_rows = read_table(inter_path)
+    interactions, _ = build_interactions(columns, inter_rows, file=str(inter_path),
+                                         item_index=catalogue.index(), report=report)
+    dataset = Dataset(name=folder.name, catalogue=catalogue, interactions=interactions,
+                      report=report, source=f"item and interaction tables in {folder}")
+    split_file = folder / "splits.csv"
+    if split_file.is_file():
+        from mmrec.data.splits import read_split_file
+        dataset.explicit_split = read_split_file(split_file, dataset)
+    return dataset

@@ -1,0 +1,109 @@
+"""Readers for every supported source produce the same contracts."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+
+from conftest import INTERACTIONS, ITEMS, write_csv
+from mmrec.data import load_dataset
+from mmrec.data.movielens import load_movielens_100k
+
+
+def test_movielens_100k_from_the_wheel():
+    dataset = load_movielens_100k()
+    log, catalogue = dataset.interactions, dataset.catalogue
+    assert (log.num_users, len(catalogue), len(log)) == (943, 1682, 100_000)
+    assert catalogue.images is None and not catalogue.image_mask.any()
+    assert catalogue.text_mask.all()
+    toy_story = catalogue.index()["1"]
+    assert catalogue.texts[toy_story] == "Toy Story 1995 Animation Children's Comedy"
+    assert catalogue.metadata["title"][toy_story] == "Toy Story"
+    # The first row of ml-100k.inter is user 196 rating item 242 at 881250949.
+    assert log.user_ids[log.user[0]] == "196"
+    assert catalogue.item_ids[log.item[0]] == "242" and log.timestamp[0] == 881250949
+
+
+def test_jsonl_and_parquet_read_like_csv(tmp_path, shop_folder):
+    csv_dataset = load_dataset(shop_folder(), image_size=8)
+    jsonl = tmp_path / "jsonl"
+    jsonl.mkdir()
+    (jsonl / "items.jsonl").write_text("\n".join(json.dumps(
+        {k: v for k, v in r.items() if k != "image_path"}) for r in ITEMS))
+    (jsonl / "interactions.jsonl").write_text("\n".join(json.dumps(
+        dict(r, timestamp=int(r["timestamp"]))) for r in INTERACTIONS))
+    parquet = tmp_path / "parquet"
+    parquet.mkdir()
+    encoded = []
+    for k in range(3):
+        buffer = io.BytesIO()
+        Image.fromarray(np.full((5, 5, 3), 40 * (k + 1), dtype=np.uint8)).save(buffer, "PNG")
+        encoded.append(buffer.getvalue())
+    pq.write_table(pa.table({"item_id": [r["item_id"] for r in ITEMS],
+                             "title": [r["title"] for r in ITEMS],
+                             "description": [r["description"] for r in ITEMS],
+                             "image": encoded}), parquet / "items.parquet")
+    pq.write_table(pa.table({k: [r[k] for r in INTERACTIONS] for k in INTERACTIONS[0]}),
+                   parquet / "interactions.parquet")
+    for folder in (jsonl, parquet):
+        dataset = load_dataset(folder, image_size=8)
+        assert dataset.catalogue.texts == csv_dataset.catalogue.texts
+        np.testing.assert_array_equal(dataset.interactions.item, csv_dataset.interactions.item)
+        np.testing.assert_array_equal(dataset.interactions.timestamp,
+                                      csv_dataset.interactions.timestamp)
+    parquet_dataset = load_dataset(parquet, image_size=8)
+    assert parquet_dataset.catalogue.image_mask.all()
+    np.testing.assert_array_equal(parquet_dataset.catalogue.images, csv_dataset.catalogue.images)
+
+
+def test_pictures_are_decoded_and_resized(shop_folder):
+    dataset = load_dataset(shop_folder(), image_size=6, image_channels=1)
+    images = dataset.catalogue.images
+    assert images.shape == (3, 6, 6, 1) and images.dtype == np.uint8
+    assert images[0].mean() < images[1].mean() < images[2].mean()
+
+
+def test_precomputed_features_align_with_kept_items(shop_folder):
+    folder = shop_folder(items=ITEMS + [dict(ITEMS[0])])  # a duplicate row, skipped
+    np.save(folder / "text_feat.npy", np.arange(8, dtype=np.float32).reshape(4, 2))
+    dataset = load_dataset(folder)
+    np.testing.assert_array_equal(dataset.catalogue.text_features, [[0, 1], [2, 3], [4, 5]])
+    assert dataset.catalogue.coverage()["text_features"] == 1.0
+
+
+def test_recbole_atomic_folder(tmp_path):
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    (folder / "tiny.item").write_text(
+        "item_id:token\tname:token_seq\tprice:float\tgenre:token\n"
+        "a\tThe First\t1.5\tdrama\nb\tSecond One\t2.0\tcomedy\n")
+    (folder / "tiny.inter").write_text(
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+        "u1\ta\t5\t10\nu1\tb\t3\t20\nu2\tb\t4\t15\n")
+    dataset = load_dataset(folder)
+    assert dataset.catalogue.texts == ["The First drama", "Second One comedy"]  # no float
+    assert len(dataset.interactions) == 3 and dataset.interactions.num_users == 2
+
+
+def test_mmrec_layout_with_x_label(tmp_path):
+    folder = tmp_path / "baby"
+    folder.mkdir()
+    np.save(folder / "image_feat.npy", np.random.default_rng(0).random((4, 6)))
+    np.save(folder / "text_feat.npy", np.random.default_rng(1).random((4, 3)))
+    rows = ["userID\titemID\trating\ttimestamp\tx_label"]
+    rows += [f"{u}\t{i}\t5\t{t}\t{x}" for u, i, t, x in [
+        (0, 0, 1, 0), (0, 1, 2, 1), (0, 2, 3, 2), (1, 3, 1, 0), (1, 9, 2, 0), (1, 0, 3, 2)]]
+    (folder / "baby.inter").write_text("\n".join(rows) + "\n")
+    dataset = load_dataset(folder)
+    assert len(dataset.catalogue) == 4
+    assert dataset.catalogue.image_features.shape == (4, 6)
+    assert dataset.catalogue.text_features.shape == (4, 3)
+    assert dataset.report.count("unknown item id") == 1  # item 9 has no feature row
+    assert dataset.explicit_split.tolist() == ["train", "valid", "test", "train", "test"]
+    coverage = dataset.catalogue.coverage()
+    assert coverage["text"] == 0.0 and coverage["image_features"] == 1.0
