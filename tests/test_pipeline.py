@@ -11,8 +11,9 @@ import tensorflow_recommenders as tfrs
 from mmrec.config import DataConfig
 from mmrec.data import Catalogue, Dataset, Interactions, load_dataset
 from mmrec.data.splits import make_split
+from mmrec.features.examples import build_examples
 from mmrec.features.item_features import prepare_item_features
-from mmrec.features.pipeline import build_examples, histories, make_dataset
+from mmrec.features.pipeline import make_dataset
 
 
 def tiny() -> Dataset:

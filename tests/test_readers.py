@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from conftest import INTERACTIONS, ITEMS
 from PIL import Image
 
-from conftest import INTERACTIONS, ITEMS, write_csv
 from mmrec.data import load_dataset
 from mmrec.data.movielens import load_movielens_100k
 
