@@ -14,8 +14,8 @@ from mmrec._tf_env import use_legacy_keras
 
 use_legacy_keras()
 
-from mmrec.data.registry import load_dataset  # noqa: E402
 from mmrec.data.describe import describe  # noqa: E402
+from mmrec.data.registry import load_dataset  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["describe", "load_dataset", "__version__"]

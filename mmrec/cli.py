@@ -4,10 +4,17 @@ Commands mirror the data flow, each a thin layer over the Python API:
 
     mmrec data describe --dataset movielens-100k [--json]
     mmrec data prepare  --dataset shop --out prepared/shop [--config mmrec.toml]
+    mmrec train         --dataset movielens-100k --out runs/ml [--config mmrec.toml]
+                        [--jit auto|on|off] [--precision float32|mixed_bfloat16|mixed_float16]
+                        [--epochs N] [--resume]
+    mmrec evaluate      --run runs/ml [--json]
+    mmrec bench quality --dataset movielens-100k [--seeds 1,2,3] [--json FILE]
+    mmrec bench throughput --dataset shop [--json FILE]
 
 ``--dataset`` takes a built-in name (movielens-100k, shop) or a data folder.
-``--config`` reads a TOML file whose ``[data]`` table maps onto
-:class:`mmrec.config.DataConfig`; unknown keys are refused.
+``--config`` reads a TOML file whose ``[data]``, ``[model]`` and ``[train]``
+tables map onto :class:`mmrec.config.RunConfig`; unknown keys and impossible
+values are refused before any work starts.
 """
 
 from __future__ import annotations
@@ -16,30 +23,26 @@ import argparse
 import json
 import logging
 import sys
-import tomllib
 from pathlib import Path
 
 import mmrec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
-from mmrec.config import DataConfig
+from mmrec.config import DataConfig, RunConfig
 from mmrec.data.problems import DataError
 
 
-def read_config(path: str | None) -> DataConfig:
-    """The ``[data]`` table of a TOML file as a DataConfig (defaults without a file)."""
+def read_run_config(path: str | None) -> RunConfig:
+    """The TOML file as a RunConfig (defaults without a file)."""
     if path is None:
-        return DataConfig()
+        return RunConfig()
     try:
-        with open(path, "rb") as handle:
-            document = tomllib.load(handle)
-    except (OSError, tomllib.TOMLDecodeError) as error:
+        return RunConfig.from_toml(path)
+    except OSError as error:
         raise SystemExit(f"mmrec: cannot read config {path}: {error}") from error
-    unknown = sorted(set(document) - {"data", "model", "train"})
-    if unknown:
-        raise SystemExit(f"mmrec: {path}: unknown table(s) {unknown}; known: data, model, train")
-    try:
-        return DataConfig.from_dict(document.get("data", {}))
-    except (TypeError, ValueError) as error:
-        raise SystemExit(f"mmrec: {path}: {error}") from error
+
+
+def read_config(path: str | None) -> DataConfig:
+    """The ``[data]`` table of a TOML file (defaults without a file)."""
+    return read_run_config(path).data
 
 
 def load(args: argparse.Namespace, config: DataConfig):
@@ -90,6 +93,65 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from mmrec.train.runtime import describe_jit
+    from mmrec.train.trainer import train
+    config = read_run_config(args.config)
+    config = dataclasses.replace(config, data=with_split_options(config.data, args))
+    overrides = {k: v for k, v in (("jit", args.jit), ("precision", args.precision),
+                                   ("epochs", args.epochs), ("seed", args.seed)) if v is not None}
+    if overrides:
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, **overrides))
+    print(f"mmrec: {describe_jit(config.train.jit)}", file=sys.stderr)
+    metrics = train(args.dataset, config, args.out, resume=args.resume,
+                    verbose=1 if sys.stderr.isatty() else 2)
+    print(format_metrics(metrics))
+    return 0
+
+
+def format_metrics(metrics: dict) -> str:
+    from mmrec.evaluate.report import format_metrics_table
+    lines = [f"best epoch {metrics.get('best_epoch')} of {metrics.get('epochs_done')}, "
+             f"XLA {'on' if metrics.get('jit_compile') else 'off'}",
+             format_metrics_table({"valid": metrics["valid"], "test": metrics["test"]})]
+    return "\n".join(lines)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from mmrec.train.trainer import evaluate_model, load_trained
+    model, data, _, document = load_trained(args.run)
+    metrics = {"run": args.run, "dataset": document["dataset"],
+               "valid": evaluate_model(model, data.valid, data),
+               "test": evaluate_model(model, data.test, data)}
+    print(json.dumps(metrics, indent=2) if args.json else format_metrics(metrics))
+    return 0
+
+
+def cmd_bench_quality(args: argparse.Namespace) -> int:
+    from mmrec.bench.quality import format_quality_table, run_quality_benchmark
+    seeds = tuple(int(s) for s in args.seeds.split(","))
+    systems = tuple(s.strip() for s in args.systems.split(",")) if args.systems else None
+    report = run_quality_benchmark(args.dataset, seeds=seeds, epochs=args.epochs,
+                                   systems=systems, cold_item_share=args.cold_item_share,
+                                   base=read_run_config(args.config))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    print(format_quality_table(report))
+    return 0
+
+
+def cmd_bench_throughput(args: argparse.Namespace) -> int:
+    from mmrec.bench.throughput import format_throughput_table, run_throughput_benchmark
+    report = run_throughput_benchmark(args.dataset, steps=args.steps,
+                                      base=read_run_config(args.config))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    print(format_throughput_table(report))
+    return 0
+
+
 def add_dataset_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True,
                         help="movielens-100k, shop, or a data folder (see docs/DATA.md)")
@@ -116,6 +178,41 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--out", required=True, help="folder to write")
     prepare.add_argument("--no-cache", action="store_true", help="rebuild item features")
     prepare.set_defaults(run=cmd_data_prepare)
+
+    train = commands.add_parser("train", help="train the two-tower model into a run folder")
+    add_dataset_options(train)
+    train.add_argument("--out", required=True, help="run folder (runs/NAME)")
+    train.add_argument("--jit", choices=["auto", "on", "off"],
+                       help="XLA for the train step (auto: on with a GPU, off on CPU)")
+    train.add_argument("--precision", choices=["float32", "mixed_bfloat16", "mixed_float16"])
+    train.add_argument("--epochs", type=int, help="at most this many epochs")
+    train.add_argument("--seed", type=int, help="seeds weights, dropout and shuffling")
+    train.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    train.set_defaults(run=cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="full-ranking metrics of a trained run")
+    evaluate.add_argument("--run", required=True, help="run folder")
+    evaluate.add_argument("--json", action="store_true", help="print JSON")
+    evaluate.set_defaults(run=cmd_evaluate)
+
+    bench = commands.add_parser("bench", help="benchmarks (JSON and markdown tables)")
+    bench_commands = bench.add_subparsers(dest="bench_command", required=True)
+    quality = bench_commands.add_parser("quality", help="model, ablations and baselines")
+    quality.add_argument("--dataset", required=True)
+    quality.add_argument("--config", help="TOML file: the base config of every variant")
+    quality.add_argument("--seeds", default="1,2,3", help="comma-separated seeds")
+    quality.add_argument("--epochs", type=int, default=8, help="at most this many epochs")
+    quality.add_argument("--systems", help="comma-separated subset of the systems to run")
+    quality.add_argument("--cold-item-share", type=float, default=0.1,
+                         help="share of items held out for the cold-start table (0: skip)")
+    quality.add_argument("--json", help="write the report to this file")
+    quality.set_defaults(run=cmd_bench_quality)
+    throughput = bench_commands.add_parser("throughput", help="training examples/s, XLA on/off")
+    throughput.add_argument("--dataset", required=True)
+    throughput.add_argument("--config", help="TOML file")
+    throughput.add_argument("--steps", type=int, default=30, help="timed steps per setting")
+    throughput.add_argument("--json", help="write the report to this file")
+    throughput.set_defaults(run=cmd_bench_throughput)
     return parser
 
 
@@ -128,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as error:
         print(f"mmrec: data error: {error}", file=sys.stderr)
         return 2
-    except ValueError as error:
+    except (ValueError, FileExistsError, FileNotFoundError) as error:
         print(f"mmrec: {error}", file=sys.stderr)
         return 2
 

@@ -87,3 +87,190 @@ class DataConfig:
                 split = {**split, "time_fractions": tuple(split["time_fractions"])}
             values["split"] = SplitConfig(**split)
         return cls(**values)
+
+
+MODALITIES = ("both", "text", "image", "none")
+FUSIONS = ("cross_attention", "concat")
+POOLINGS = ("attention", "mean")
+HISTORY_ENCODINGS = ("table", "tower")
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The two-tower model's shape.
+
+    Attributes:
+      embedding_dim: D, size of the L2-normalised user and item embeddings.
+      token_dim: width of text tokens, image patches and the fusion layers.
+      text_layers: Transformer encoder blocks over the item text.
+      attention_heads: heads of every attention layer (text encoder,
+        cross-modal attention, history pooling).
+      image_channels: output channels of each CNN stage (each stage halves the
+        picture); the last feature map is pooled to ``image_grid`` x
+        ``image_grid`` patch tokens.
+      image_grid: side of the patch grid the image encoder emits.
+      modalities: "both", "text", "image" or "none" (id-only); a modality the
+        catalogue lacks is dropped automatically.
+      fusion: "cross_attention" (text and image tokens attend to each other,
+        then a per-item gate mixes them) or "concat" (the ablation: pooled
+        vectors concatenated).
+      item_id_embedding: add a learned per-item vector to the content vector
+        (memorises warm items; content alone still places cold items).
+      item_id_dropout: share of training items whose id vector is dropped, so
+        the content path learns to stand alone.
+      user_id_embedding: add a learned per-user vector to the user tower.
+      history_pooling: "attention" (learned query, recency encoding, padding
+        mask) or "mean" (the ablation).
+      history_encoding: "table" (history items are read from a table of item
+        embeddings refreshed during training; fast) or "tower" (every history
+        item runs through the item tower each step; exact but slow).
+      temperature: softmax temperature of the retrieval loss on cosine scores.
+      dropout: dropout inside the encoders.
+    """
+
+    embedding_dim: int = 64
+    token_dim: int = 64
+    text_layers: int = 1
+    attention_heads: int = 2
+    image_channels: tuple[int, ...] = (32, 64)
+    image_grid: int = 4
+    modalities: str = "both"
+    fusion: str = "cross_attention"
+    item_id_embedding: bool = True
+    item_id_dropout: float = 0.3
+    user_id_embedding: bool = False
+    history_pooling: str = "attention"
+    history_encoding: str = "table"
+    temperature: float = 0.05
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("embedding_dim", "token_dim", "attention_heads", "image_grid"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"model.{name} must be at least 1, got {getattr(self, name)}")
+        if self.text_layers < 0:
+            raise ValueError(f"model.text_layers must be >= 0, got {self.text_layers}")
+        if not self.image_channels or min(self.image_channels) < 1:
+            raise ValueError(f"model.image_channels must be positive, got {self.image_channels}")
+        if self.token_dim % self.attention_heads:
+            raise ValueError(f"model.token_dim ({self.token_dim}) must be divisible by "
+                             f"model.attention_heads ({self.attention_heads})")
+        for name, choices in (("modalities", MODALITIES), ("fusion", FUSIONS),
+                              ("history_pooling", POOLINGS),
+                              ("history_encoding", HISTORY_ENCODINGS)):
+            _check_choice(f"model.{name}", getattr(self, name), choices)
+        if not 0.0 <= self.item_id_dropout < 1.0 or not 0.0 <= self.dropout < 1.0:
+            raise ValueError("model.item_id_dropout and model.dropout must be in [0, 1)")
+        if self.temperature <= 0:
+            raise ValueError(f"model.temperature must be positive, got {self.temperature}")
+        if self.modalities == "none" and not self.item_id_embedding:
+            raise ValueError("an item needs content or an id: modalities='none' requires "
+                             "item_id_embedding=True")
+
+
+JIT_MODES = ("auto", "on", "off")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How the model is trained and evaluated during training.
+
+    Attributes:
+      epochs: at most this many passes over the training clicks.
+      learning_rate: Adam's step size.
+      jit: "on" compiles the train step with XLA, "off" uses TensorFlow's
+        kernels, "auto" compiles with a GPU and not on CPU (where XLA measured
+        slower here; see docs/BENCHMARKS.md).
+      precision: "float32", or a mixed policy for GPUs.
+      logq_correction: subtract log(sampling probability) from in-batch
+        negative logits (popular items are over-sampled as negatives).
+      remove_accidental_hits: do not count a batch's copy of the positive as
+        a negative.
+      table_refresh_steps: steps between refreshes of the item-embedding table
+        used for history items (0: once per epoch).
+      early_stopping_patience: epochs without a better validation NDCG@10
+        before training stops.
+      eval_k: the cut-off of the validation metric that picks the best epoch.
+      seed: seeds weights, dropout and shuffling.
+    """
+
+    epochs: int = 10
+    learning_rate: float = 0.003
+    jit: str = "auto"
+    precision: str = "float32"
+    logq_correction: bool = True
+    remove_accidental_hits: bool = True
+    table_refresh_steps: int = 100
+    early_stopping_patience: int = 3
+    eval_k: int = 10
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"train.epochs must be at least 1, got {self.epochs}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"train.learning_rate must be positive, got {self.learning_rate}")
+        _check_choice("train.jit", self.jit, JIT_MODES)
+        _check_choice("train.precision", self.precision, PRECISIONS)
+        if self.table_refresh_steps < 0 or self.early_stopping_patience < 1 or self.eval_k < 1:
+            raise ValueError("train.table_refresh_steps must be >= 0, "
+                             "early_stopping_patience and eval_k >= 1")
+
+
+def _from_table(cls, values: dict, prefix: str):
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown {prefix} config key(s) {unknown}; known: {sorted(known)}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return cls(**values)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything a training run needs: the ``[data]``, ``[model]`` and
+    ``[train]`` tables of a TOML file.
+
+    Example:
+
+        config = RunConfig.from_toml("mmrec.toml")
+        config = RunConfig(model=ModelConfig(fusion="concat"))
+    """
+
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    @classmethod
+    def from_dict(cls, document: dict) -> "RunConfig":
+        unknown = sorted(set(document) - {"data", "model", "train"})
+        if unknown:
+            raise ValueError(f"unknown config table(s) {unknown}; known: data, model, train")
+        return cls(data=DataConfig.from_dict(document.get("data", {})),
+                   model=_from_table(ModelConfig, document.get("model", {}), "model"),
+                   train=_from_table(TrainConfig, document.get("train", {}), "train"))
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike) -> "RunConfig":
+        import tomllib
+        with open(path, "rb") as handle:
+            try:
+                document = tomllib.load(handle)
+            except tomllib.TOMLDecodeError as error:
+                raise ValueError(f"{path}: not valid TOML: {error}") from error
+        try:
+            return cls.from_dict(document)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{path}: {error}") from error
+
+    def to_dict(self) -> dict:
+        """A JSON/TOML-ready dict (what a run folder stores)."""
+        document = dataclasses.asdict(self)
+        document["data"].pop("cache_dir", None)  # machine-specific
+        return document

@@ -10,10 +10,11 @@ from pathlib import Path
 os.environ.setdefault("MMREC_CACHE", tempfile.mkdtemp(prefix="mmrec-test-cache-"))
 os.environ["MMREC_PROGRESS"] = "0"
 
-import mmrec  # noqa: E402,F401  (Keras 2 before TensorFlow)
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
+
+import mmrec  # noqa: E402,F401  (Keras 2 before TensorFlow)
 
 ITEMS = [
     {"item_id": "i1", "title": "Red wool coat", "description": "warm winter coat",

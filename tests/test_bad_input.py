@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import INTERACTIONS, ITEMS, write_csv
+
 from mmrec.data import DataError, load_dataset
 
 

@@ -20,7 +20,13 @@ from mmrec.data import fashion_mnist
 from mmrec.data.fashion_mnist import CATEGORY_WORDS, CLASS_NAMES, load_fashion_mnist
 from mmrec.data.problems import DataError
 from mmrec.data.shop import (
-    ATTRIBUTE_VALUES, BRANDS, FIT_WORDS, MATERIALS, ShopConfig, generate_shop)
+    ATTRIBUTE_VALUES,
+    BRANDS,
+    FIT_WORDS,
+    MATERIALS,
+    ShopConfig,
+    generate_shop,
+)
 
 SMALL = dict(num_items=500, num_users=200, num_clicks=5_000)
 

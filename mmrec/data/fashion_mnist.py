@@ -167,8 +167,9 @@ def _read_cached(directory: str) -> tuple[np.ndarray, np.ndarray]:
 
 @functools.lru_cache(maxsize=1)
 def _download_cached() -> tuple[np.ndarray, np.ndarray]:
-    import mmrec  # noqa: F401  selects Keras 2 before TensorFlow loads
     import tensorflow as tf
+
+    import mmrec  # noqa: F401  selects Keras 2 before TensorFlow loads
 
     (train_images, train_labels), (test_images, test_labels) = (
         tf.keras.datasets.fashion_mnist.load_data())

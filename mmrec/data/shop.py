@@ -52,7 +52,12 @@ import numpy as np
 from mmrec.data.catalogue import Catalogue
 from mmrec.data.dataset import Dataset
 from mmrec.data.fashion_mnist import (
-    CATEGORY_WORDS, CLASS_NAMES, NUM_IMAGES, fashion_mnist_source, load_fashion_mnist)
+    CATEGORY_WORDS,
+    CLASS_NAMES,
+    NUM_IMAGES,
+    fashion_mnist_source,
+    load_fashion_mnist,
+)
 from mmrec.data.interactions import Interactions
 
 SHADES: tuple[str, ...] = ("light", "medium", "dark")

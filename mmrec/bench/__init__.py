@@ -1,0 +1,1 @@
+"""Benchmarks: quality against baselines, training throughput. JSON out, tables for docs."""

@@ -1,0 +1,85 @@
+"""Image encoder: pixels (or a precomputed vector) to patch tokens.
+
+A small CNN whose stages each halve the picture; its last feature map is
+average-pooled to a fixed ``grid`` x ``grid`` and each cell becomes one patch
+token, so the cross-modal attention can relate words to regions. Catalogues
+that ship precomputed image vectors instead of pixels use
+:class:`FeatureTokens`, which projects a vector into a few tokens of the same
+width.
+
+Example:
+
+    encoder = ImageEncoder(channels=(32, 64), grid=4, dim=64)
+    patches = encoder(images)        # uint8 [B, 28, 28, 1] -> [B, 16, 64]
+
+A 28-pixel picture becomes a 7 x 7 map after two stages, pooled in 2 x 2
+cells (the edge cells are partial) to a 4 x 4 grid.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+class ImageEncoder(tf.keras.layers.Layer):
+    """uint8 pixels [B, H, W, C] to patch tokens [B, grid * grid, dim]."""
+
+    def __init__(self, channels: tuple[int, ...], grid: int, dim: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.channels, self.grid, self.dim = tuple(channels), grid, dim
+        self.stages = []
+        for i, width in enumerate(self.channels):
+            self.stages += [
+                tf.keras.layers.Conv2D(width, 3, padding="same", activation="relu",
+                                       name=f"conv_{i}"),
+                tf.keras.layers.MaxPool2D(2, name=f"pool_{i}")]
+        self.project = tf.keras.layers.Dense(dim, name="patch_projection")
+        self.norm = tf.keras.layers.LayerNormalization(name="norm")
+
+    def build(self, input_shape):
+        size = int(input_shape[1])
+        for _ in self.channels:
+            size //= 2
+        if size < 1:
+            raise ValueError(f"images of side {input_shape[1]} are too small for "
+                             f"{len(self.channels)} halving CNN stages")
+        # Pool the last map to (at most) grid x grid cells, covering all of it.
+        self.pool = -(-size // self.grid)
+        self.side = -(-size // self.pool)
+        self.patch_positions = tf.keras.layers.Embedding(self.side * self.side, self.dim,
+                                                         name="patch_position")
+        super().build(input_shape)
+
+    @property
+    def num_patches(self) -> int:
+        return self.side * self.side
+
+    def call(self, images, training=False):
+        maps = tf.cast(images, self.compute_dtype) / 255.0
+        for stage in self.stages:
+            maps = stage(maps)
+        maps = tf.nn.avg_pool2d(maps, self.pool, self.pool, "SAME")
+        patches = tf.reshape(maps, [-1, self.num_patches, maps.shape[-1]])
+        positions = self.patch_positions(tf.range(self.num_patches))[None]
+        return self.norm(self.project(patches) + tf.cast(positions, patches.dtype))
+
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels, "grid": self.grid,
+                "dim": self.dim}
+
+
+class FeatureTokens(tf.keras.layers.Layer):
+    """A precomputed vector [B, F] to ``count`` tokens [B, count, dim]."""
+
+    def __init__(self, count: int, dim: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.count, self.dim = count, dim
+        self.project = tf.keras.layers.Dense(count * dim, name="projection")
+        self.norm = tf.keras.layers.LayerNormalization(name="norm")
+
+    def call(self, vectors, training=False):
+        tokens = tf.reshape(self.project(vectors), [-1, self.count, self.dim])
+        return self.norm(tokens)
+
+    def get_config(self):
+        return {**super().get_config(), "count": self.count, "dim": self.dim}

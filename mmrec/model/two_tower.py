@@ -1,0 +1,153 @@
+"""The multimodal two-tower retrieval model.
+
+Retrieval has to score a whole catalogue per request, so users and items are
+embedded separately and compared by a dot product: the item embeddings are
+computed once and indexed, the user embedding once per request. This model
+learns both towers with TFRS's in-batch softmax (``tfrs.tasks.Retrieval``):
+the other positives of a batch are the negatives, corrected by their sampling
+probability (logQ), and a batch's copies of the positive are not counted as
+negatives.
+
+History items are represented by the item tower too. Running every history
+item of every example through the full tower is the naive price (H+1 tower
+passes per example); by default (``history_encoding="table"``) history items
+are read from a table of item embeddings that a callback refreshes every few
+hundred steps, so a step runs the tower once per example. The table is not
+differentiated through; the user tower's pooling and projection still are.
+
+The model sees numbers only: item features live in untracked variables
+(gathered by index inside the step), so the step compiles with XLA.
+
+Example:
+
+    model = TwoTowerModel(ModelConfig(), CatalogueSpec.from_features(features),
+                          history_length=20, num_users=943)
+    model.attach_item_features(features)
+    model.compile(optimizer=tf.keras.optimizers.Adam(3e-3), jit_compile=True)
+    model.fit(train_batches, epochs=5)
+    model.refresh_item_table()
+    scores = model.user_vectors(history, mask)[0] @ model.item_table.numpy().T
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from mmrec.config import ModelConfig
+from mmrec.model.towers import CatalogueSpec, ItemTower, UserTower
+
+ATTENTION_LAYERS = ("text_to_image_attention", "image_to_text_attention", "modality_gate",
+                    "history_attention")
+"""Layer names of the attention parameters a feedback job fine-tunes."""
+
+
+class TwoTowerModel(tfrs.Model):
+    """Item tower + user tower + TFRS retrieval loss.
+
+    Args:
+      config: the towers' shape.
+      spec: what the item features hold.
+      history_length: H.
+      num_users: users with an id (for the optional user-id embedding).
+      logq_correction: subtract log sampling probability from negatives.
+      remove_accidental_hits: ignore in-batch copies of the positive.
+    """
+
+    def __init__(self, config: ModelConfig, spec: CatalogueSpec, history_length: int,
+                 num_users: int, logq_correction: bool = True,
+                 remove_accidental_hits: bool = True, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.config, self.spec = config, spec
+        self.history_length, self.num_users = history_length, num_users
+        self.logq_correction = logq_correction
+        self.remove_accidental_hits = remove_accidental_hits
+        self.item_tower = ItemTower(config, spec, name="item_tower")
+        self.user_tower = UserTower(config, history_length, num_users, name="user_tower")
+        self.task = tfrs.tasks.Retrieval(temperature=config.temperature,
+                                         remove_accidental_hits=remove_accidental_hits)
+        # Untracked: item features and the derived embedding table are inputs,
+        # not weights; checkpoints stay small and hold only what is learned.
+        object.__setattr__(self, "_feature_tables", {})
+        object.__setattr__(self, "_item_table", None)
+
+    # -- item features -----------------------------------------------------------------
+    def attach_item_features(self, features) -> None:
+        """Holds the item-feature arrays as variables gathered inside the step."""
+        if len(features) != self.spec.num_items:
+            raise ValueError(f"features have {len(features)} items, the model was built for "
+                             f"{self.spec.num_items}")
+        with tf.init_scope():
+            tables = {name: tf.Variable(array, trainable=False, name=f"features/{name}")
+                      for name, array in features.arrays().items()}
+            table = tf.Variable(tf.zeros([self.spec.num_items, self.config.embedding_dim]),
+                                trainable=False, name="item_table")
+        object.__setattr__(self, "_feature_tables", tables)
+        object.__setattr__(self, "_item_table", table)
+
+    @property
+    def item_table(self) -> tf.Variable:
+        if self._item_table is None:
+            raise RuntimeError("call attach_item_features() first")
+        return self._item_table
+
+    def gather_item_inputs(self, items: tf.Tensor) -> dict[str, tf.Tensor]:
+        if not self._feature_tables:
+            raise RuntimeError("call attach_item_features() first")
+        inputs = {name: tf.gather(table, items) for name, table in self._feature_tables.items()}
+        inputs["item"] = items
+        return inputs
+
+    def encode_items(self, items: tf.Tensor, training: bool = False):
+        """Item indices [B] to (embeddings [B, D], modality gate [B, 2])."""
+        return self.item_tower(self.gather_item_inputs(items), training=training)
+
+    # -- users ------------------------------------------------------------------------
+    def history_vectors(self, history: tf.Tensor, training: bool = False) -> tf.Tensor:
+        if self.config.history_encoding == "table":
+            return tf.stop_gradient(tf.gather(self.item_table, history))
+        flat = tf.reshape(history, [-1])
+        vectors, _ = self.encode_items(flat, training=training)
+        return tf.reshape(vectors, [-1, history.shape[1], self.config.embedding_dim])
+
+    def user_vectors(self, history, history_mask, users=None, training: bool = False):
+        """(user embeddings [B, D], history attention weights [B, H])."""
+        return self.user_tower(self.history_vectors(history, training), history_mask,
+                               users, training=training)
+
+    def call(self, inputs, training=False):
+        return self.user_vectors(inputs["history"], inputs["history_mask"],
+                                 inputs.get("user"), training=training)[0]
+
+    # -- training ---------------------------------------------------------------------
+    def compute_loss(self, batch, training=False) -> tf.Tensor:
+        users, _ = self.user_vectors(batch["history"], batch["history_mask"], batch["user"],
+                                     training=training)
+        items, _ = self.encode_items(batch["item"], training=training)
+        return self.task(
+            users, items,
+            candidate_sampling_probability=(batch["candidate_sampling_probability"]
+                                            if self.logq_correction else None),
+            candidate_ids=batch["item"] if self.remove_accidental_hits else None,
+            compute_metrics=False, compute_batch_metrics=False)
+
+    def refresh_item_table(self, batch_size: int = 2048) -> np.ndarray:
+        """Re-encodes every item into the table; returns the table as NumPy."""
+        chunks = []
+        for start in range(0, self.spec.num_items, batch_size):
+            items = tf.range(start, min(start + batch_size, self.spec.num_items))
+            chunks.append(self._encode_for_table(items))
+        table = tf.concat(chunks, 0)
+        self.item_table.assign(table)
+        return table.numpy()
+
+    @tf.function(reduce_retracing=True)
+    def _encode_for_table(self, items):
+        return self.encode_items(items, training=False)[0]
+
+    def attention_variables(self) -> list[tf.Variable]:
+        """Trainable variables of the cross-modal attention, the modality gate
+        and the history attention pooling: what a feedback job fine-tunes."""
+        return [v for v in self.trainable_variables
+                if any(f"/{name}/" in f"/{v.name}" for name in ATTENTION_LAYERS)]

@@ -1,0 +1,1 @@
+"""Training: run folders, the XLA-compiled fit loop, resume and early stopping."""

@@ -1,0 +1,52 @@
+"""Where and how the train step runs: XLA, precision, seeds, devices.
+
+``jit="auto"`` compiles the train step with XLA when a GPU is present and
+uses TensorFlow's own kernels on CPU, where XLA measured about half as fast
+on this model (docs/BENCHMARKS.md); ``on`` and ``off`` force it.
+
+Example:
+
+    jit = resolve_jit("auto")           # False on a CPU-only machine
+    set_precision("mixed_bfloat16")
+    seed_everything(42)
+"""
+
+from __future__ import annotations
+
+import logging
+
+import tensorflow as tf
+
+logger = logging.getLogger("mmrec.train")
+
+
+def has_gpu() -> bool:
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def resolve_jit(mode: str) -> bool:
+    """"on" -> True, "off" -> False, "auto" -> whether a GPU is present."""
+    if mode not in ("auto", "on", "off"):
+        raise ValueError(f"jit must be auto, on or off, got {mode!r}")
+    return has_gpu() if mode == "auto" else mode == "on"
+
+
+def describe_jit(mode: str) -> str:
+    compiled = resolve_jit(mode)
+    reason = f"--jit {mode}" if mode != "auto" else (
+        "auto: a GPU is present" if compiled else "auto: no GPU, TensorFlow kernels are faster")
+    return f"train step {'compiled with XLA (jit_compile=True)' if compiled else 'not compiled with XLA'} ({reason})"
+
+
+def set_precision(policy: str) -> None:
+    """Sets the Keras mixed-precision policy ("float32" resets it)."""
+    tf.keras.mixed_precision.set_global_policy(policy)
+    if policy != "float32" and not has_gpu():
+        logger.warning("precision %s on CPU is emulated and slow; it is meant for GPUs", policy)
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seeds Python, NumPy and TensorFlow; makes TF ops deterministic."""
+    tf.keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()

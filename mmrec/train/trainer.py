@@ -1,0 +1,284 @@
+"""Training a two-tower model into a run folder.
+
+The loop is Keras ``fit`` on a TFRS model: the train step is compiled with
+XLA per ``train.jit``, runs under the current ``tf.distribute`` strategy,
+shows Keras' progress bar, logs to TensorBoard, checkpoints every epoch,
+evaluates full-ranking NDCG@10 on the validation users after every epoch, keeps
+the best epoch's weights and stops early when validation stops improving.
+
+Example:
+
+    from mmrec.config import RunConfig
+    result = train("movielens-100k", RunConfig(), "runs/ml")
+    result["test"]["NDCG@10"]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from mmrec.config import DataConfig, RunConfig
+from mmrec.data.dataset import Dataset
+from mmrec.data.registry import load_dataset
+from mmrec.data.splits import Split, make_split
+from mmrec.evaluate.metrics import evaluate_scorer
+from mmrec.evaluate.queries import EvaluationQueries, build_queries
+from mmrec.features.examples import build_examples
+from mmrec.features.item_features import ItemFeatures, prepare_item_features
+from mmrec.features.pipeline import make_dataset
+from mmrec.model.towers import CatalogueSpec
+from mmrec.model.two_tower import TwoTowerModel
+from mmrec.train.run_folder import IncompleteRunError, RunFolder
+from mmrec.train.runtime import (
+    describe_jit,
+    resolve_jit,
+    seed_everything,
+    set_precision,
+)
+
+logger = logging.getLogger("mmrec.train")
+
+
+@dataclasses.dataclass
+class PreparedData:
+    """A data set with its item features, split, training examples and queries."""
+
+    dataset: Dataset
+    features: ItemFeatures
+    split: Split
+    train_examples: dict[str, np.ndarray]
+    valid: EvaluationQueries
+    test: EvaluationQueries
+
+    @property
+    def train_item_counts(self) -> np.ndarray:
+        return np.bincount(self.dataset.interactions.item[self.split.train],
+                           minlength=len(self.dataset.catalogue))
+
+
+def load_run_dataset(name: str, config: DataConfig, shop: dict | None = None) -> Dataset:
+    """Loads the data set a run names (``shop`` with its generator options)."""
+    shop_config = None
+    if name == "shop" and shop:
+        from mmrec.data.shop import ShopConfig
+        shop_config = ShopConfig(**shop)
+    return load_dataset(name, image_size=config.image_size, image_channels=config.image_channels,
+                        shop_config=shop_config)
+
+
+def prepare_data(dataset: Dataset, config: DataConfig, split: Split | None = None,
+                 features: ItemFeatures | None = None) -> PreparedData:
+    """Item features, split, examples and evaluation queries for ``dataset``."""
+    features = features or prepare_item_features(dataset.catalogue, config)
+    split = split or make_split(dataset, config.split)
+    num_items = len(dataset.catalogue)
+    examples = build_examples(dataset.interactions, split, "train", config.history_length,
+                              num_items)
+    if len(examples["item"]) == 0:
+        raise ValueError("the split leaves no training interactions")
+    return PreparedData(
+        dataset=dataset, features=features, split=split, train_examples=examples,
+        valid=build_queries(dataset.interactions, split, "valid", config.history_length),
+        test=build_queries(dataset.interactions, split, "test", config.history_length))
+
+
+def check_config(config: RunConfig, data: PreparedData) -> None:
+    """Refuses settings the data cannot satisfy, before any training."""
+    num_items = len(data.dataset.catalogue)
+    if config.train.eval_k > num_items:
+        raise ValueError(f"train.eval_k ({config.train.eval_k}) is larger than the catalogue "
+                         f"({num_items} items)")
+    if config.data.batch_size > len(data.train_examples["item"]):
+        raise ValueError(f"data.batch_size ({config.data.batch_size}) is larger than the "
+                         f"{len(data.train_examples['item'])} training examples")
+    spec = CatalogueSpec.from_features(data.features)
+    if config.model.modalities == "image" and not spec.uses_image(config.model):
+        raise ValueError(f"model.modalities='image' but data set {data.dataset.name!r} has no "
+                         "images or image features")
+
+
+def build_model(config: RunConfig, data: PreparedData) -> TwoTowerModel:
+    model = TwoTowerModel(config.model, CatalogueSpec.from_features(data.features),
+                          history_length=config.data.history_length,
+                          num_users=data.dataset.interactions.num_users,
+                          logq_correction=config.train.logq_correction,
+                          remove_accidental_hits=config.train.remove_accidental_hits)
+    model.attach_item_features(data.features)
+    return model
+
+
+def user_vectors(model: TwoTowerModel, queries: EvaluationQueries,
+                 batch_size: int = 1024) -> np.ndarray:
+    """The user embeddings of every query, [Q, D]."""
+    encode = tf.function(lambda h, m, u: model.user_vectors(h, m, u)[0], reduce_retracing=True)
+    parts = [encode(queries.history[s:s + batch_size], queries.history_mask[s:s + batch_size],
+                    queries.user[s:s + batch_size]).numpy()
+             for s in range(0, len(queries.target), batch_size)]
+    return np.concatenate(parts) if parts else np.zeros((0, model.config.embedding_dim))
+
+
+def evaluate_model(model: TwoTowerModel, queries: EvaluationQueries, data: PreparedData) -> dict:
+    """Full-ranking metrics of ``model`` on ``queries`` (refreshes the item table)."""
+    table = model.refresh_item_table()
+    users = user_vectors(model, queries)
+    return evaluate_scorer(lambda idx: users[idx] @ table.T, queries,
+                           num_items=len(data.dataset.catalogue),
+                           cold_items=data.split.cold_items,
+                           train_item_counts=data.train_item_counts)
+
+
+class TrainingMonitor(tf.keras.callbacks.Callback):
+    """Refreshes the history-item table, validates, checkpoints, stops early."""
+
+    def __init__(self, model_ref: TwoTowerModel, data: PreparedData, config: RunConfig,
+                 folder: RunFolder, manager: tf.train.CheckpointManager,
+                 best: tf.train.Checkpoint, state: dict) -> None:
+        super().__init__()
+        self.two_tower, self.data, self.config = model_ref, data, config
+        self.folder, self.manager, self.best, self.state = folder, manager, best, state
+        self.metric = f"NDCG@{config.train.eval_k}"
+        self.started = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.two_tower.refresh_item_table()
+        self.started = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        every = self.config.train.table_refresh_steps
+        if every and (batch + 1) % every == 0:
+            self.two_tower.refresh_item_table()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self.started
+        logs = logs if logs is not None else {}
+        metrics = evaluate_model(self.two_tower, self.data.valid, self.data)
+        value = float(metrics.get(self.metric) or 0.0)
+        logs[f"val_{self.metric}"] = value
+        examples = len(self.data.train_examples["item"])
+        record = {"epoch": epoch + 1, "loss": float(logs.get("loss", np.nan)),
+                  f"val_{self.metric}": value, "seconds": round(seconds, 2),
+                  "examples_per_second": round(examples / max(seconds, 1e-9), 1)}
+        self.state.setdefault("history", []).append(record)
+        self.state["epochs_done"] = epoch + 1
+        if value > self.state.get("best_value", -1.0):
+            self.state.update(best_value=value, best_epoch=epoch + 1)
+            self.best.write(str(self.folder.best_dir / "weights"))
+            self.best_metrics_file_update()
+        self.manager.save(checkpoint_number=epoch + 1)
+        self.folder.write_json(self.folder.state_file, self.state)
+        logger.info("epoch %d: val %s %.4f (best %.4f at epoch %d)", epoch + 1, self.metric,
+                    value, self.state["best_value"], self.state["best_epoch"])
+        if epoch + 1 - self.state["best_epoch"] >= self.config.train.early_stopping_patience:
+            logger.info("early stop: no better validation %s for %d epochs", self.metric,
+                        self.config.train.early_stopping_patience)
+            self.model.stop_training = True
+
+    def best_metrics_file_update(self):
+        # tf.train.Checkpoint.write does not keep a "checkpoint" index file;
+        # write one so the folder check can see the best weights exist.
+        (self.folder.best_dir / "checkpoint").write_text('model_checkpoint_path: "weights"\n')
+
+
+def train(dataset: str, config: RunConfig, out: str | Path, *, resume: bool = False,
+          verbose: int | str = "auto", shop: dict | None = None,
+          data: PreparedData | None = None) -> dict:
+    """Trains into run folder ``out``; returns the metrics written to metrics.json.
+
+    Args:
+      dataset: a built-in name or a data folder.
+      config: data, model and training settings.
+      out: the run folder (created; must be new unless ``resume``).
+      resume: continue an interrupted run from its last finished epoch.
+      verbose: Keras' fit verbosity.
+      shop: ShopConfig fields when ``dataset`` is "shop".
+      data: already prepared data (benchmarks reuse it across models).
+    """
+    folder = RunFolder(out)
+    state: dict = {}
+    if resume:
+        folder.check_complete(trained=False)
+        saved_config, document = folder.read_config()
+        if saved_config.to_dict() != config.to_dict() or document["dataset"] != dataset:
+            raise ValueError(f"--resume: {folder.path} was trained with another config or data "
+                             "set; resume with the same settings or choose a new --out")
+        state = folder.read_state()
+        if not tf.train.latest_checkpoint(str(folder.checkpoints_dir)):
+            raise IncompleteRunError(f"--resume: {folder.checkpoints_dir} holds no finished "
+                                     "epoch; start the run again without --resume")
+    elif folder.path.exists() and any(folder.path.iterdir()):
+        raise FileExistsError(f"run folder {folder.path} exists and is not empty; use --resume "
+                              "to continue it or choose another --out")
+
+    seed_everything(config.train.seed)
+    set_precision(config.train.precision)
+    jit = resolve_jit(config.train.jit)
+    logger.info(describe_jit(config.train.jit))
+    if data is None:
+        loaded = load_run_dataset(dataset, config.data, shop)
+        data = prepare_data(loaded, config.data,
+                            split=folder.read_split() if resume else None,
+                            features=ItemFeatures.load(folder.features_dir) if resume else None)
+    check_config(config, data)
+    if not resume:
+        folder.write_config(config, dataset, {"shop": shop} if shop else None)
+        data.features.save(folder.features_dir)
+        folder.write_split(data.split)
+
+    strategy = tf.distribute.get_strategy()
+    with strategy.scope():
+        model = build_model(config, data)
+        model.compile(optimizer=tf.keras.optimizers.Adam(config.train.learning_rate),
+                      jit_compile=jit)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+    manager = tf.train.CheckpointManager(checkpoint, str(folder.checkpoints_dir), max_to_keep=2)
+    best = tf.train.Checkpoint(model=model)
+    initial_epoch = 0
+    if resume:
+        checkpoint.restore(manager.latest_checkpoint)
+        initial_epoch = int(state.get("epochs_done", 0))
+        logger.info("resuming after epoch %d from %s", initial_epoch, manager.latest_checkpoint)
+
+    batches = make_dataset(data.train_examples, None, config.data, training=True)
+    monitor = TrainingMonitor(model, data, config, folder, manager, best, state)
+    started = time.perf_counter()
+    if initial_epoch < config.train.epochs and not (
+            state and initial_epoch - state.get("best_epoch", 0)
+            >= config.train.early_stopping_patience):
+        model.fit(batches, epochs=config.train.epochs, initial_epoch=initial_epoch,
+                  verbose=verbose, callbacks=[
+                      monitor, tf.keras.callbacks.TensorBoard(str(folder.logs_dir),
+                                                              profile_batch=0)])
+    train_seconds = time.perf_counter() - started
+
+    best.read(str(folder.best_dir / "weights")).expect_partial()
+    metrics = {
+        "dataset": dataset, "jit_compile": jit, "precision": config.train.precision,
+        "best_epoch": state.get("best_epoch"), "epochs_done": state.get("epochs_done"),
+        "train_seconds": round(train_seconds, 1), "history": state.get("history", []),
+        "valid": evaluate_model(model, data.valid, data),
+        "test": evaluate_model(model, data.test, data)}
+    folder.write_json(folder.metrics_file, metrics)
+    set_precision("float32")
+    return metrics
+
+
+def load_trained(run: str | Path) -> tuple[TwoTowerModel, PreparedData, RunConfig, dict]:
+    """The best model of a finished run, with its data, ready to evaluate."""
+    folder = RunFolder(run)
+    folder.check_complete(trained=True)
+    config, document = folder.read_config()
+    dataset = load_run_dataset(document["dataset"], config.data, document.get("shop"))
+    data = prepare_data(dataset, config.data, split=folder.read_split(),
+                        features=ItemFeatures.load(folder.features_dir))
+    model = build_model(config, data)
+    tf.train.Checkpoint(model=model).read(str(folder.best_dir / "weights")).expect_partial()
+    # Build the towers (restores are deferred until variables exist).
+    model.refresh_item_table()
+    user_vectors(model, data.valid)
+    return model, data, config, document
