@@ -8,6 +8,8 @@ Commands mirror the data flow, each a thin layer over the Python API:
                         [--jit auto|on|off] [--precision float32|mixed_bfloat16|mixed_float16]
                         [--epochs N] [--resume]
     mmrec evaluate      --run runs/ml [--json]
+    mmrec export        --run runs/ml --model-dir saved_models/mmrec [--k 100]
+    mmrec recommend     --user 196 [-k 10] [--model-dir DIR] [--json] [--sheet recs.png]
     mmrec bench quality --dataset movielens-100k [--seeds 1,2,3] [--json FILE]
     mmrec bench throughput --dataset shop [--json FILE]
 
@@ -152,6 +154,51 @@ def cmd_bench_throughput(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    import time
+
+    from mmrec.export.exporter import export_run
+    started = time.perf_counter()
+    target = export_run(args.run, args.model_dir, k=args.k)
+    print(f"exported {args.run} as version {target.name}: {target} "
+          f"({time.perf_counter() - started:.1f} s)")
+    return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from mmrec.serve.recommender import Recommender
+    recommender = Recommender.load(args.model_dir)
+    history = args.history.split(",") if args.history else None
+    results = recommender.recommend(args.user, k=args.k, history=history)
+    if args.json:
+        import dataclasses as dc
+        print(json.dumps({"user_id": args.user, "version": recommender.version,
+                          "recommendations": [dc.asdict(r) for r in results]}, indent=2))
+    else:
+        print(format_recommendations(args.user, recommender.version, results))
+    if args.sheet:
+        from mmrec.serve.contact_sheet import write_contact_sheet
+        write_contact_sheet(recommender, args.user, results, args.sheet)
+        print(f"contact sheet: {args.sheet}")
+    return 0
+
+
+def format_recommendations(user_id: str, version: int, results) -> str:
+    if not results:
+        return f"user {user_id}: nothing left to recommend (version {version})"
+    first = results[0].explanation
+    lines = [f"user {user_id}, model version {version}" +
+             (" (unknown user: most popular items)" if first.fallback else "")]
+    if first.because:
+        lines.append("because you clicked: " + "; ".join(
+            f"{title} ({weight:.0%})" for _, title, weight in first.because))
+    lines.append(f"{'#':>3}  {'score':>7}  {'text/image':>10}  item")
+    for rank, rec in enumerate(results, 1):
+        share = f"{rec.explanation.text_share:.0%}/{rec.explanation.image_share:.0%}"
+        lines.append(f"{rank:>3}  {rec.score:>7.3f}  {share:>10}  {rec.title} [{rec.item_id}]")
+    return "\n".join(lines)
+
+
 def add_dataset_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True,
                         help="movielens-100k, shop, or a data folder (see docs/DATA.md)")
@@ -172,12 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
     describe = data_commands.add_parser("describe", help="sizes, coverage, splits, problems")
     add_dataset_options(describe)
     describe.add_argument("--json", action="store_true", help="print JSON")
-    describe.set_defaults(run=cmd_data_describe)
+    describe.set_defaults(handler=cmd_data_describe)
     prepare = data_commands.add_parser("prepare", help="write item features and the split")
     add_dataset_options(prepare)
     prepare.add_argument("--out", required=True, help="folder to write")
     prepare.add_argument("--no-cache", action="store_true", help="rebuild item features")
-    prepare.set_defaults(run=cmd_data_prepare)
+    prepare.set_defaults(handler=cmd_data_prepare)
 
     train = commands.add_parser("train", help="train the two-tower model into a run folder")
     add_dataset_options(train)
@@ -188,12 +235,28 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, help="at most this many epochs")
     train.add_argument("--seed", type=int, help="seeds weights, dropout and shuffling")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run")
-    train.set_defaults(run=cmd_train)
+    train.set_defaults(handler=cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="full-ranking metrics of a trained run")
     evaluate.add_argument("--run", required=True, help="run folder")
     evaluate.add_argument("--json", action="store_true", help="print JSON")
-    evaluate.set_defaults(run=cmd_evaluate)
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    export = commands.add_parser("export", help="write the next SavedModel version")
+    export.add_argument("--run", required=True, help="trained run folder")
+    export.add_argument("--model-dir", default="saved_models/mmrec",
+                        help="folder of versions (TF Serving's --model_base_path)")
+    export.add_argument("--k", type=int, default=100, help="items per request")
+    export.set_defaults(handler=cmd_export)
+
+    recommend = commands.add_parser("recommend", help="recommendations with explanations")
+    recommend.add_argument("--user", required=True, help="user id")
+    recommend.add_argument("-k", type=int, default=10, help="how many items")
+    recommend.add_argument("--model-dir", default="saved_models/mmrec")
+    recommend.add_argument("--history", help="comma-separated recent item ids, newest first")
+    recommend.add_argument("--json", action="store_true", help="print JSON")
+    recommend.add_argument("--sheet", help="write a contact-sheet picture (PNG)")
+    recommend.set_defaults(handler=cmd_recommend)
 
     bench = commands.add_parser("bench", help="benchmarks (JSON and markdown tables)")
     bench_commands = bench.add_subparsers(dest="bench_command", required=True)
@@ -206,13 +269,13 @@ def build_parser() -> argparse.ArgumentParser:
     quality.add_argument("--cold-item-share", type=float, default=0.1,
                          help="share of items held out for the cold-start table (0: skip)")
     quality.add_argument("--json", help="write the report to this file")
-    quality.set_defaults(run=cmd_bench_quality)
+    quality.set_defaults(handler=cmd_bench_quality)
     throughput = bench_commands.add_parser("throughput", help="training examples/s, XLA on/off")
     throughput.add_argument("--dataset", required=True)
     throughput.add_argument("--config", help="TOML file")
     throughput.add_argument("--steps", type=int, default=30, help="timed steps per setting")
     throughput.add_argument("--json", help="write the report to this file")
-    throughput.set_defaults(run=cmd_bench_throughput)
+    throughput.set_defaults(handler=cmd_bench_throughput)
     return parser
 
 
@@ -221,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="mmrec: %(message)s", stream=sys.stderr)
     try:
-        return args.run(args)
+        return args.handler(args)
     except DataError as error:
         print(f"mmrec: data error: {error}", file=sys.stderr)
         return 2

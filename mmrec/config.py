@@ -129,6 +129,8 @@ class ModelConfig:
       history_encoding: "table" (history items are read from a table of item
         embeddings refreshed during training; fast) or "tower" (every history
         item runs through the item tower each step; exact but slow).
+      history_fresh_items: with "table", this many most recent history items
+        still run through the item tower each step, with gradients.
       temperature: softmax temperature of the retrieval loss on cosine scores.
       dropout: dropout inside the encoders.
     """
@@ -146,6 +148,7 @@ class ModelConfig:
     user_id_embedding: bool = False
     history_pooling: str = "attention"
     history_encoding: str = "table"
+    history_fresh_items: int = 1
     temperature: float = 0.05
     dropout: float = 0.1
 
@@ -153,6 +156,9 @@ class ModelConfig:
         for name in ("embedding_dim", "token_dim", "attention_heads", "image_grid"):
             if getattr(self, name) < 1:
                 raise ValueError(f"model.{name} must be at least 1, got {getattr(self, name)}")
+        if self.history_fresh_items < 0:
+            raise ValueError(f"model.history_fresh_items must be >= 0, got "
+                             f"{self.history_fresh_items}")
         if self.text_layers < 0:
             raise ValueError(f"model.text_layers must be >= 0, got {self.text_layers}")
         if not self.image_channels or min(self.image_channels) < 1:

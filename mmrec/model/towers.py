@@ -152,6 +152,8 @@ class ItemTower(tf.keras.layers.Layer):
         vector = self.content_projection(content)
         if self.id_embedding is not None:
             ids = self.id_embedding(inputs["item"])
+            if "item_known" in inputs:  # items new to the model have no id vector
+                ids *= tf.cast(inputs["item_known"], ids.dtype)[:, None]
             if training and self.config.item_id_dropout > 0:
                 keep = tf.random.uniform([batch, 1]) >= self.config.item_id_dropout
                 ids *= tf.cast(keep, ids.dtype)
@@ -175,7 +177,9 @@ class UserTower(tf.keras.layers.Layer):
                                                 name="history_attention")
                         if config.history_pooling == "attention"
                         else HistoryMeanPooling(name="history_mean"))
-        self.projection = tf.keras.layers.Dense(dim, name="user_projection")
+        # Zero-initialised: the user vector starts as the pooled history itself.
+        self.projection = tf.keras.layers.Dense(dim, kernel_initializer="zeros",
+                                                name="user_projection")
         self.id_embedding = (tf.keras.layers.Embedding(
             num_users + 1, dim, embeddings_initializer="zeros", name="user_id_embedding")
             if config.user_id_embedding else None)

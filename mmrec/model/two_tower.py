@@ -105,11 +105,25 @@ class TwoTowerModel(tfrs.Model):
 
     # -- users ------------------------------------------------------------------------
     def history_vectors(self, history: tf.Tensor, training: bool = False) -> tf.Tensor:
-        if self.config.history_encoding == "table":
-            return tf.stop_gradient(tf.gather(self.item_table, history))
-        flat = tf.reshape(history, [-1])
-        vectors, _ = self.encode_items(flat, training=training)
-        return tf.reshape(vectors, [-1, history.shape[1], self.config.embedding_dim])
+        """Item vectors [B, H, D] of the history entries.
+
+        With the table, the ``history_fresh_items`` most recent entries still
+        run through the item tower (with gradients): that item-to-item signal
+        is what lets content embeddings pull apart early in training, when
+        every table row still looks alike.
+        """
+        if self.config.history_encoding == "tower":
+            fresh = history
+        else:
+            fresh = history[:, :self.config.history_fresh_items]
+        vectors = []
+        if fresh.shape[1]:
+            encoded, _ = self.encode_items(tf.reshape(fresh, [-1]), training=training)
+            vectors.append(tf.reshape(encoded, [-1, fresh.shape[1], self.config.embedding_dim]))
+        if fresh.shape[1] < history.shape[1]:
+            stale = history[:, fresh.shape[1]:]
+            vectors.append(tf.stop_gradient(tf.gather(self.item_table, stale)))
+        return tf.concat(vectors, 1) if len(vectors) > 1 else vectors[0]
 
     def user_vectors(self, history, history_mask, users=None, training: bool = False):
         """(user embeddings [B, D], history attention weights [B, H])."""

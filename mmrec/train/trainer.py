@@ -116,7 +116,11 @@ def build_model(config: RunConfig, data: PreparedData) -> TwoTowerModel:
 def user_vectors(model: TwoTowerModel, queries: EvaluationQueries,
                  batch_size: int = 1024) -> np.ndarray:
     """The user embeddings of every query, [Q, D]."""
-    encode = tf.function(lambda h, m, u: model.user_vectors(h, m, u)[0], reduce_retracing=True)
+    encode = getattr(model, "_encode_users", None)
+    if encode is None:  # one traced function per model, not one per call
+        encode = tf.function(lambda h, m, u: model.user_vectors(h, m, u)[0],
+                             reduce_retracing=True)
+        object.__setattr__(model, "_encode_users", encode)
     parts = [encode(queries.history[s:s + batch_size], queries.history_mask[s:s + batch_size],
                     queries.user[s:s + batch_size]).numpy()
              for s in range(0, len(queries.target), batch_size)]

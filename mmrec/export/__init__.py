@@ -1,0 +1,1 @@
+"""Export: versioned SavedModels in the layout TF Serving polls."""

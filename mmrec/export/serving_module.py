@@ -1,0 +1,203 @@
+"""The SavedModel's serving graph: strings in, ranked item ids out.
+
+Everything a request needs is inside the graph, so stock TF Serving can answer
+it: id lookups (static hash tables), the user's frozen recent history, the
+items each user has seen, the item embeddings, the user tower, the item tower
+for new items, and tokenisation with tensorflow_text's WordPiece (whose ops
+stock TF Serving links). Brute-force scoring keeps the graph free of custom
+ANN ops.
+
+Signatures:
+
+* ``serving_default``: ``user_id`` [B] -> ``item_ids`` [B, K], ``scores`` [B, K].
+  A known user is scored from their last H clicks at export time, with every
+  item they saw excluded; an unknown user gets the popularity list.
+* ``recommend_with_history``: ``user_id`` [B], ``history`` [B, H'] item ids,
+  most recent first, "" padded -> the same plus ``history_attention`` [B, H].
+  History items are excluded; unknown ids are masked out.
+* ``embed_items``: ``item_id``, ``text``, ``image`` (encoded bytes, "" when
+  absent) -> ``embedding`` [B, D], from raw content (cold-start items).
+* ``user_embedding`` / ``user_embedding_with_history``: the user vector and
+  history attention, for the in-process :class:`mmrec.serve.Recommender`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from mmrec.features.text import TextTokenizer
+from mmrec.model.two_tower import TwoTowerModel
+
+NEG_INF = -1e9
+
+
+class ServingModule(tf.Module):
+    """A trained two-tower model with its lookup tables, ready to save.
+
+    Args:
+      model: the trained model (its towers are saved with it).
+      item_ids: external item ids [N].
+      user_ids: external user ids [U].
+      histories: int32 [U, H] each user's last H items, most recent first.
+      history_mask: bool [U, H].
+      seen_indptr, seen_items: CSR of every item each user interacted with.
+      popularity: float32 [N] score of each item for unknown users.
+      item_embeddings: float32 [N, D] the item tower's outputs.
+      tokenizer: the WordPiece tokenizer of the item text.
+      k: how many items the recommending signatures return.
+    """
+
+    def __init__(self, model: TwoTowerModel, item_ids: np.ndarray, user_ids: np.ndarray,
+                 histories: np.ndarray, history_mask: np.ndarray, seen_indptr: np.ndarray,
+                 seen_items: np.ndarray, popularity: np.ndarray, item_embeddings: np.ndarray,
+                 tokenizer: TextTokenizer, k: int) -> None:
+        super().__init__(name="mmrec_serving")
+        num_items, num_users = len(item_ids), len(user_ids)
+        self.k = int(min(k, num_items))
+        self.history_length = int(histories.shape[1])
+        self.user_tower = model.user_tower
+        self.item_tower = model.item_tower
+        self.image_shape = model.spec.image_shape if model.item_tower.image_encoder else None
+        self.tokenizer = tokenizer
+        self.item_ids = tf.Variable(item_ids.astype(str).astype(object), trainable=False,
+                                    dtype=tf.string, name="item_ids")
+        self.user_ids = tf.Variable(user_ids.astype(str).astype(object), trainable=False,
+                                    dtype=tf.string, name="user_ids")
+        self.item_embeddings = tf.Variable(item_embeddings.astype(np.float32), trainable=False,
+                                           name="item_embeddings")
+        self.popularity = tf.Variable(popularity.astype(np.float32), trainable=False,
+                                      name="popularity")
+        # Row U of the user arrays is the unknown user: no history, nothing seen.
+        self.histories = tf.Variable(np.vstack([histories, np.zeros_like(histories[:1])]),
+                                     trainable=False, name="histories")
+        self.history_mask = tf.Variable(np.vstack([history_mask, np.zeros_like(
+            history_mask[:1])]), trainable=False, name="history_mask")
+        self.seen_indptr = tf.Variable(np.append(seen_indptr, seen_indptr[-1]).astype(np.int64),
+                                       trainable=False, name="seen_indptr")
+        self.seen_items = tf.Variable(seen_items.astype(np.int32), trainable=False,
+                                      name="seen_items")
+        self.item_table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+            tf.constant(item_ids.astype(str).astype(object), tf.string),
+            tf.range(num_items, dtype=tf.int32)), default_value=-1)
+        self.user_table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+            tf.constant(user_ids.astype(str).astype(object), tf.string),
+            tf.range(num_users, dtype=tf.int32)), default_value=num_users)
+        self.num_users = num_users
+        # embed_items reads raw text and pixels; a model trained on precomputed
+        # vectors cannot embed new items from raw content.
+        self.embeds_raw_content = (model.spec.text_feature_dim is None
+                                   and model.spec.image_feature_dim is None)
+
+    # -- helpers (traced into each signature) -------------------------------------------
+    def _user_rows(self, user_id):
+        return self.user_table.lookup(user_id)
+
+    def _history_from_ids(self, history):
+        history = history[:, :self.history_length]
+        pad = self.history_length - tf.shape(history)[1]
+        history = tf.pad(history, [[0, 0], [0, pad]], constant_values="")
+        indices = self.item_table.lookup(history)
+        mask = indices >= 0
+        return tf.maximum(indices, 0), mask
+
+    def _user_vectors(self, rows, history, mask):
+        vectors = tf.gather(self.item_embeddings, history)
+        return self.user_tower(vectors, mask, rows, training=False)
+
+    def _scatter_mask(self, batch_rows, items):
+        """bool [B, N]: True at (b, items of row b)."""
+        updates = tf.ones_like(items.values, dtype=tf.bool)
+        coordinates = tf.stack([tf.cast(items.value_rowids(), tf.int32), items.values], 1)
+        shape = tf.stack([tf.shape(batch_rows)[0], tf.shape(self.item_embeddings)[0]])
+        return tf.scatter_nd(coordinates, updates, shape)
+
+    def _top_k(self, scores):
+        values, indices = tf.math.top_k(scores, k=self.k)
+        return {"item_ids": tf.gather(self.item_ids, indices), "scores": values}
+
+    # -- signatures ---------------------------------------------------------------------
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
+    def serving_default(self, user_id):
+        rows = self._user_rows(user_id)
+        known = rows < self.num_users
+        history = tf.gather(self.histories, rows)
+        mask = tf.gather(self.history_mask, rows)
+        users, _ = self._user_vectors(rows, history, mask)
+        scores = tf.matmul(users, self.item_embeddings, transpose_b=True)
+        starts = tf.gather(self.seen_indptr, rows)
+        ends = tf.gather(self.seen_indptr, rows + 1)
+        seen = tf.gather(self.seen_items, tf.ragged.range(starts, ends))
+        scores = tf.where(self._scatter_mask(rows, seen), NEG_INF, scores)
+        popular = tf.broadcast_to(self.popularity[None], tf.shape(scores))
+        return self._top_k(tf.where(known[:, None], scores, popular))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id"),
+                                  tf.TensorSpec([None, None], tf.string, name="history")])
+    def recommend_with_history(self, user_id, history):
+        rows = self._user_rows(user_id)
+        indices, mask = self._history_from_ids(history)
+        users, attention = self._user_vectors(rows, indices, mask)
+        scores = tf.matmul(users, self.item_embeddings, transpose_b=True)
+        # Neither a known user nor any known history item: popularity.
+        personal = tf.logical_or(tf.reduce_any(mask, -1), rows < self.num_users)
+        popular = tf.broadcast_to(self.popularity[None], tf.shape(scores))
+        scores = tf.where(personal[:, None], scores, popular)
+        given = tf.ragged.boolean_mask(indices, mask)
+        scores = tf.where(self._scatter_mask(rows, given), NEG_INF, scores)
+        return {**self._top_k(scores), "history_attention": attention}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
+    def user_embedding(self, user_id):
+        rows = self._user_rows(user_id)
+        history = tf.gather(self.histories, rows)
+        mask = tf.gather(self.history_mask, rows)
+        users, attention = self._user_vectors(rows, history, mask)
+        return {"embedding": users, "history_attention": attention,
+                "history_item_ids": tf.where(mask, tf.gather(self.item_ids, history), ""),
+                "known_user": rows < self.num_users}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id"),
+                                  tf.TensorSpec([None, None], tf.string, name="history")])
+    def user_embedding_with_history(self, user_id, history):
+        rows = self._user_rows(user_id)
+        indices, mask = self._history_from_ids(history)
+        users, attention = self._user_vectors(rows, indices, mask)
+        return {"embedding": users, "history_attention": attention,
+                "history_item_ids": tf.where(mask, tf.gather(self.item_ids, indices), ""),
+                "known_user": rows < self.num_users}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="item_id"),
+                                  tf.TensorSpec([None], tf.string, name="text"),
+                                  tf.TensorSpec([None], tf.string, name="image")])
+    def embed_items(self, item_id, text, image):
+        indices = self.item_table.lookup(item_id)
+        tokens = self.tokenizer(text)
+        inputs = {"item": tf.maximum(indices, 0), "item_known": indices >= 0,
+                  "token_ids": tokens,
+                  "text_mask": tf.strings.length(tf.strings.strip(text)) > 0}
+        if self.image_shape is not None:
+            height, width, channels = self.image_shape
+
+            def decode(encoded):
+                return tf.cond(
+                    tf.strings.length(encoded) > 0,
+                    lambda: tf.cast(tf.image.resize(tf.io.decode_image(
+                        encoded, channels=channels, expand_animations=False),
+                        [height, width]), tf.uint8),
+                    lambda: tf.zeros([height, width, channels], tf.uint8))
+
+            inputs["images"] = tf.map_fn(decode, image, fn_output_signature=tf.TensorSpec(
+                [height, width, channels], tf.uint8))
+            inputs["image_mask"] = tf.strings.length(image) > 0
+        embedding, gate = self.item_tower(inputs, training=False)
+        return {"embedding": embedding, "modality_gate": gate}
+
+    def signatures(self) -> dict:
+        signatures = {"serving_default": self.serving_default,
+                      "recommend_with_history": self.recommend_with_history,
+                      "user_embedding": self.user_embedding,
+                      "user_embedding_with_history": self.user_embedding_with_history}
+        if self.embeds_raw_content:
+            signatures["embed_items"] = self.embed_items
+        return signatures

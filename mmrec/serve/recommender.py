@@ -1,0 +1,277 @@
+"""``Recommender``: recommendations with explanations from an exported version.
+
+The Python way to use an mmrec model. It loads a version that ``mmrec export``
+wrote (the same SavedModel TF Serving loads), computes the user's vector in
+the graph, scores the catalogue in NumPy (or with a ScaNN index on large
+catalogues) and explains each result: the history clicks that drew most
+attention, and how much of the item's vector came from its text and from its
+picture.
+
+A user's history comes from, in order: the ``history`` argument; the
+``history_source`` (anything with ``recent_items(user_id, limit)``, such as
+the feedback store), so a click changes the next recommendation without
+retraining; else the history frozen at export time. An unknown user with no
+history gets the popularity list, flagged as such.
+
+Example:
+
+    recommender = Recommender.load("saved_models/mmrec")
+    for rec in recommender.recommend("196", k=5):
+        print(rec.item_id, rec.title, round(rec.score, 3), rec.explanation.because)
+    recommender.reload()          # picks up a newer version, no failed calls
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import threading
+import warnings
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+
+import mmrec  # noqa: F401  (Keras 2 before TensorFlow)
+import tensorflow as tf
+import tensorflow_text  # noqa: F401  (registers the WordPiece ops the graph uses)
+
+from mmrec.export.exporter import SIDE_CAR, versions
+
+logger = logging.getLogger("mmrec.serve")
+DEFAULT_MODEL_DIR = "saved_models/mmrec"
+
+
+class RecentItems(Protocol):
+    """Anything that can answer "the recent items of this user", newest first."""
+
+    def recent_items(self, user_id: str, limit: int) -> Sequence[str]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Explanation:
+    """Why an item was recommended.
+
+    Attributes:
+      because: (item_id, title, attention weight) of the history clicks that
+        drew most attention, strongest first.
+      text_share, image_share: the modality gate of the recommended item.
+      fallback: "popularity" when the user was unknown and had no history.
+    """
+
+    because: tuple[tuple[str, str, float], ...]
+    text_share: float
+    image_share: float
+    fallback: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Recommendation:
+    item_id: str
+    score: float
+    title: str
+    metadata: dict
+    explanation: Explanation
+
+
+@dataclasses.dataclass
+class _Version:
+    """Everything one loaded version needs; swapped whole on reload."""
+
+    number: int
+    path: Path
+    signatures: dict
+    item_ids: np.ndarray
+    item_index: dict[str, int]
+    embeddings: np.ndarray
+    popularity: np.ndarray
+    seen_indptr: np.ndarray
+    seen_items: np.ndarray
+    user_index: dict[str, int]
+    gates: np.ndarray
+    metadata: dict[str, list]
+    history_length: int
+    index: object | None
+    loaded: object = None  # the restored SavedModel; keeps its resources alive
+
+
+class Recommender:
+    """Recommendations from one exported version, reloadable while in use.
+
+    Args:
+      model_dir: the folder of versions (``saved_models/mmrec``).
+      version: a version number; None means the latest.
+      history_source: optional fresh history (e.g. a feedback store).
+      scann_min_items: catalogues at least this large are searched with a
+        ScaNN index when ``scann`` is installed; smaller ones, and any failure,
+        use exact brute force.
+    """
+
+    def __init__(self, model_dir: str | os.PathLike = DEFAULT_MODEL_DIR,
+                 version: int | None = None, history_source: RecentItems | None = None,
+                 scann_min_items: int = 200_000) -> None:
+        self.model_dir = Path(model_dir)
+        self.history_source = history_source
+        self.scann_min_items = scann_min_items
+        self._lock = threading.Lock()
+        self._version = self._load_version(version)
+
+    @classmethod
+    def load(cls, model_dir: str | os.PathLike = DEFAULT_MODEL_DIR,
+             version: int | None = None, **kwargs) -> "Recommender":
+        return cls(model_dir, version, **kwargs)
+
+    @property
+    def version(self) -> int:
+        return self._version.number
+
+    # -- loading ------------------------------------------------------------------------
+    def _load_version(self, version: int | None) -> _Version:
+        available = versions(self.model_dir)
+        if not available:
+            raise FileNotFoundError(f"no exported version in {self.model_dir}; run "
+                                    "`mmrec export --run RUN --model-dir ...` first")
+        number = available[-1] if version is None else version
+        if number not in available:
+            raise FileNotFoundError(f"version {number} not in {self.model_dir} "
+                                    f"(have {available})")
+        path = self.model_dir / str(number)
+        loaded = tf.saved_model.load(str(path))
+        side_car = json.loads((path / SIDE_CAR / "items.json").read_text())
+        item_ids = loaded.item_ids.numpy().astype(str)
+        user_ids = loaded.user_ids.numpy().astype(str).tolist()
+        embeddings = loaded.item_embeddings.numpy()
+        state = _Version(
+            number=number, path=path, signatures=dict(loaded.signatures),
+            item_ids=item_ids, item_index={item: i for i, item in enumerate(item_ids)},
+            embeddings=embeddings, popularity=loaded.popularity.numpy(),
+            seen_indptr=loaded.seen_indptr.numpy(), seen_items=loaded.seen_items.numpy(),
+            user_index={user: row for row, user in enumerate(user_ids)},
+            gates=np.load(path / SIDE_CAR / "modality_gate.npy"),
+            metadata=side_car["metadata"], history_length=side_car["history_length"],
+            index=self._build_index(embeddings), loaded=loaded)
+        return state
+
+    def _build_index(self, embeddings: np.ndarray):
+        if len(embeddings) < self.scann_min_items:
+            return None
+        try:
+            from mmrec.serve.scann_index import ScannIndex
+            return ScannIndex(embeddings)
+        except Exception as error:  # ScaNN missing or failing: exact search still works
+            logger.warning("ScaNN index unavailable (%s); using brute force", error)
+            return None
+
+    def reload(self) -> bool:
+        """Switches to the newest version if there is one; True if it switched.
+
+        The new version is loaded completely before the switch, and calls in
+        flight finish on the version they started with.
+        """
+        latest = versions(self.model_dir)
+        if not latest or latest[-1] == self._version.number:
+            return False
+        state = self._load_version(latest[-1])
+        with self._lock:
+            self._version = state
+        logger.info("now serving version %d", state.number)
+        return True
+
+    # -- recommending -------------------------------------------------------------------
+    def recommend(self, user_id: str, k: int = 10, exclude_seen: bool = True,
+                  history: Sequence[str] | None = None) -> list[Recommendation]:
+        """The top ``k`` items for ``user_id``, each with its explanation.
+
+        Args:
+          user_id: the user's id (a string; ints are accepted and converted).
+          k: how many; clamped (with a warning) to the catalogue size.
+          exclude_seen: leave out items the user interacted with.
+          history: the user's recent item ids, newest first, overriding both
+            the history source and the exported history.
+        """
+        if isinstance(user_id, (int, np.integer)) and not isinstance(user_id, bool):
+            user_id = str(user_id)
+        if not isinstance(user_id, str):
+            raise TypeError(f"user_id must be a string (or int), got {type(user_id).__name__}")
+        if not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        state = self._version  # one consistent version for this call
+        if k > len(state.item_ids):
+            warnings.warn(f"k={k} is larger than the catalogue ({len(state.item_ids)} items); "
+                          f"returning at most {len(state.item_ids)}", stacklevel=2)
+            k = len(state.item_ids)
+        if history is None and self.history_source is not None:
+            history = list(self.history_source.recent_items(user_id, state.history_length))
+        if history is not None:
+            history = [str(h) for h in history][:state.history_length]
+            padded = history + [""] * (state.history_length - len(history))
+            out = state.signatures["user_embedding_with_history"](
+                user_id=tf.constant([user_id]), history=tf.constant([padded]))
+        else:
+            out = state.signatures["user_embedding"](user_id=tf.constant([user_id]))
+        history_ids = [h.decode() for h in out["history_item_ids"].numpy()[0]]
+        attention = out["history_attention"].numpy()[0]
+        personal = bool(out["known_user"].numpy()[0]) or any(history_ids)
+        excluded: set[int] = set()
+        if exclude_seen:
+            excluded = {state.item_index[h] for h in history_ids if h in state.item_index}
+            row = state.user_index.get(user_id)
+            if row is not None:
+                excluded.update(state.seen_items[
+                    state.seen_indptr[row]:state.seen_indptr[row + 1]].tolist())
+        if personal:
+            scores = self._scores(state, out["embedding"].numpy()[0], k + len(excluded))
+        else:
+            scores = state.popularity.astype(np.float64).copy()
+        if excluded:
+            scores[list(excluded)] = -np.inf
+        available = int(np.isfinite(scores).sum())
+        top = np.argpartition(-scores, min(k, len(scores) - 1))[:k] if k < len(scores) \
+            else np.arange(len(scores))
+        top = top[np.argsort(-scores[top], kind="stable")][:min(k, available)]
+        because = tuple((item, self._title(state, item), float(weight)) for item, weight in
+                        sorted(((h, w) for h, w in zip(history_ids, attention) if h),
+                               key=lambda pair: -pair[1])[:3])
+        results = []
+        for item in top.tolist():
+            item_id = str(state.item_ids[item])
+            results.append(Recommendation(
+                item_id=item_id, score=float(scores[item]), title=self._title(state, item_id),
+                metadata={key: values[item] for key, values in state.metadata.items()},
+                explanation=Explanation(
+                    because=because if personal else (),
+                    text_share=float(state.gates[item, 0]),
+                    image_share=float(state.gates[item, 1]),
+                    fallback=None if personal else "popularity")))
+        return results
+
+    def _scores(self, state: _Version, user: np.ndarray, depth: int) -> np.ndarray:
+        """Scores of every item; with an index, -inf outside its top ``depth``."""
+        if state.index is not None:
+            try:
+                return state.index.scores(user, depth)
+            except Exception as error:
+                logger.warning("ScaNN search failed (%s); using brute force", error)
+        return (state.embeddings @ user).astype(np.float64)
+
+    @staticmethod
+    def _title(state: _Version, item_id: str) -> str:
+        titles = state.metadata.get("title")
+        index = state.item_index.get(item_id)
+        return titles[index] if titles and index is not None else item_id
+
+
+_default: Recommender | None = None
+_default_lock = threading.Lock()
+
+
+def recommend(user_id: str, k: int = 10) -> list[Recommendation]:
+    """Recommendations from ``$MMREC_MODEL_DIR`` (default ``./saved_models/mmrec``)."""
+    global _default
+    with _default_lock:
+        model_dir = Path(os.environ.get("MMREC_MODEL_DIR", DEFAULT_MODEL_DIR))
+        if _default is None or _default.model_dir != model_dir:
+            _default = Recommender.load(model_dir)
+    return _default.recommend(user_id, k=k)

@@ -1,0 +1,288 @@
+"""Export and serving: the SavedModel TF Serving loads, and the Python API."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mmrec.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from mmrec.export.exporter import export_run, versions
+from mmrec.serve import Recommender
+from mmrec.train.trainer import load_trained, train  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOP = {"num_items": 300, "num_users": 100, "num_clicks": 3000}
+CONFIG = RunConfig(
+    data=DataConfig(batch_size=64, history_length=8, max_text_tokens=16, vocab_size=300),
+    model=ModelConfig(embedding_dim=32, token_dim=32, image_channels=(8, 16), image_grid=2),
+    train=TrainConfig(epochs=1, seed=3))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("serving") / "run"
+    train("shop", CONFIG, out, verbose=0, shop=SHOP)
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(run):
+    """(model, data, config, document) of the trained run, loaded once."""
+    return load_trained(run)
+
+
+@pytest.fixture(scope="module")
+def model_dir(run, tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("saved_models") / "mmrec"
+    export_run(run, directory, k=10)
+    return directory
+
+
+def expected_top_k(trained, user_id: str, k: int) -> tuple[list[str], np.ndarray]:
+    """The trained Keras model's own ranking for a known user, computed here."""
+    from mmrec.export.exporter import last_items, seen_items
+    model, data, config, _ = trained
+    log = data.dataset.interactions
+    row = log.user_index()[user_id]
+    history, mask = last_items(log, config.data.history_length)
+    table = model.refresh_item_table()
+    user = model.user_vectors(history[row:row + 1], mask[row:row + 1],
+                              np.array([row], np.int32))[0].numpy()[0]
+    scores = table @ user
+    indptr, items = seen_items(log)
+    scores[items[indptr[row]:indptr[row + 1]]] = -np.inf
+    top = np.argsort(-scores, kind="stable")[:k]
+    return data.dataset.catalogue.item_ids[top].tolist(), scores[top]
+
+
+def test_export_layout_and_version_numbers(run, model_dir):
+    version_dir = model_dir / "1"
+    assert (version_dir / "saved_model.pb").is_file()
+    assert (version_dir / "variables").is_dir()
+    assert (version_dir / "assets.extra" / "tf_serving_warmup_requests").is_file()
+    for part in ("config.json", "weights", "item_features", "items.json", "modality_gate.npy"):
+        assert (version_dir / "mmrec" / part).exists(), part
+    assert versions(model_dir) == [1]
+
+
+def test_warmup_records_are_prediction_logs(model_dir):
+    from tensorflow_serving.apis import prediction_log_pb2
+    path = model_dir / "1" / "assets.extra" / "tf_serving_warmup_requests"
+    records = list(tf.data.TFRecordDataset(str(path)).as_numpy_iterator())
+    assert len(records) == 2
+    log = prediction_log_pb2.PredictionLog.FromString(records[1])
+    request = log.predict_log.request
+    assert request.model_spec.signature_name == "serving_default"
+    assert len(tf.make_ndarray(request.inputs["user_id"])) == 8
+
+
+def saved_model_cli(*args: str) -> subprocess.CompletedProcess:
+    """saved_model_cli in a fresh process that imports only TF and TF Text."""
+    code = ("import sys, tensorflow_text\n"
+            "from tensorflow.python.tools import saved_model_cli\n"
+            "assert not any(m == 'mmrec' or m.startswith('mmrec.') for m in sys.modules)\n"
+            f"sys.argv = ['saved_model_cli'] + {list(args)!r}\n"
+            "saved_model_cli.main()\n")
+    environment = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, env=environment, cwd="/")
+
+
+def test_saved_model_cli_show_and_run_match_the_trained_model(trained, model_dir, tmp_path):
+    version_dir = str(model_dir / "1")
+    shown = saved_model_cli("show", "--dir", version_dir, "--all")
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    for name in ("serving_default", "recommend_with_history", "embed_items",
+                 "user_embedding", "user_embedding_with_history"):
+        assert f"signature_def['{name}']" in shown.stdout
+    assert re.search(r"outputs\['item_ids'\] tensor_info:\s+dtype: DT_STRING\s+shape: \(-1, 10\)",
+                     shown.stdout)
+
+    log = trained[1].dataset.interactions
+    user_id = str(log.user_ids[0])
+    result = saved_model_cli("run", "--dir", version_dir, "--tag_set", "serve",
+                             "--signature_def", "serving_default", "--input_exprs",
+                             f"user_id=[b'{user_id}', b'nobody']",
+                             "--outdir", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    item_ids = np.load(tmp_path / "item_ids.npy", allow_pickle=True)
+    scores = np.load(tmp_path / "scores.npy")
+    expected_ids, expected_scores = expected_top_k(trained, user_id, 10)
+    assert [i.decode() for i in item_ids[0]] == expected_ids
+    np.testing.assert_allclose(scores[0], expected_scores, rtol=1e-4, atol=1e-5)
+    # the unknown user gets the popularity list
+    counts = np.bincount(log.item, minlength=SHOP["num_items"])
+    assert scores[1][0] == pytest.approx(np.log1p(counts.max()), rel=1e-5)
+
+
+def rest_bodies() -> dict[str, dict]:
+    """The REST request bodies the README documents, by signature name."""
+    text = (ROOT / "README.md").read_text()
+    bodies = {}
+    for block in re.findall(r"```json\n(.*?)```", text, flags=re.S):
+        body = json.loads(block)
+        if "signature_name" in body:
+            bodies[body["signature_name"]] = body
+    return bodies
+
+
+def test_documented_rest_bodies_are_accepted(model_dir):
+    loaded = tf.saved_model.load(str(model_dir / "1"))
+    bodies = rest_bodies()
+    assert {"serving_default", "recommend_with_history", "embed_items"} <= set(bodies)
+    for name, body in bodies.items():
+        signature = loaded.signatures[name]
+        spec = signature.structured_input_signature[1]
+        instances = body["instances"]
+        inputs = {}
+        for key in spec:
+            values = [instance[key] if isinstance(instance, dict) else instance
+                      for instance in instances]
+            if key == "image":
+                import base64
+                values = [base64.b64decode(v["b64"]) if isinstance(v, dict) else v
+                          for v in values]
+            inputs[key] = tf.constant(values, dtype=spec[key].dtype)
+        outputs = signature(**inputs)
+        assert all(np.all(np.isfinite(v.numpy())) for v in outputs.values()
+                   if v.dtype.is_floating), name
+
+
+def test_recommend_with_history_masks_unknown_ids_and_excludes_history(model_dir):
+    loaded = tf.saved_model.load(str(model_dir / "1"))
+    item_ids = loaded.item_ids.numpy()
+    history = [item_ids[0], item_ids[1], b"not-an-item", b""]
+    out = loaded.signatures["recommend_with_history"](
+        user_id=tf.constant([b"someone-new"]), history=tf.constant([history]))
+    attention = out["history_attention"].numpy()[0]
+    assert attention[2] == 0 and attention[3] == 0 and attention[:2].sum() == pytest.approx(1)
+    returned = set(out["item_ids"].numpy()[0].tolist())
+    assert item_ids[0] not in returned and item_ids[1] not in returned
+
+
+def test_embed_items_embeds_new_items_from_raw_content(model_dir, trained):
+    import io
+
+    from PIL import Image
+    loaded = tf.saved_model.load(str(model_dir / "1"))
+    model, data, _, _ = trained
+    known = str(data.dataset.catalogue.item_ids[5])
+    buffer = io.BytesIO()
+    Image.fromarray(data.features.images[5][..., 0]).save(buffer, "PNG")
+    out = loaded.signatures["embed_items"](
+        item_id=tf.constant([known, "brand-new"]),
+        text=tf.constant([data.dataset.catalogue.texts[5], "a wool coat from Nordvik"]),
+        image=tf.constant([buffer.getvalue(), b""]))
+    embedding = out["embedding"].numpy()
+    np.testing.assert_allclose(embedding[0], model.refresh_item_table()[5], atol=1e-4)
+    assert np.linalg.norm(embedding[1]) == pytest.approx(1.0, abs=1e-4)
+    assert out["modality_gate"].numpy()[1].tolist() == [1.0, 0.0]  # no picture: all text
+
+
+def test_recommender_api(model_dir, trained):
+    recommender = Recommender.load(model_dir)
+    log = trained[1].dataset.interactions
+    user_id = str(log.user_ids[0])
+    results = recommender.recommend(user_id, k=5)
+    assert [r.item_id for r in results] == expected_top_k(trained, user_id, 5)[0]
+    first = results[0]
+    assert first.title and first.explanation.because and first.explanation.fallback is None
+    assert first.explanation.text_share + first.explanation.image_share == pytest.approx(1)
+    weights = [w for _, _, w in first.explanation.because]
+    assert weights == sorted(weights, reverse=True)
+    unknown = recommender.recommend("nobody-at-all", k=3)
+    assert unknown[0].explanation.fallback == "popularity"
+    with pytest.warns(UserWarning, match="larger than the catalogue"):
+        everything = recommender.recommend(user_id, k=10_000)
+    seen = set(log.item[log.user == 0].tolist())
+    assert len(everything) == SHOP["num_items"] - len(seen)  # fewer results, no error
+    assert len(recommender.recommend(user_id, k=SHOP["num_items"], exclude_seen=False)) == \
+        SHOP["num_items"]
+    with pytest.raises(TypeError, match="user_id must be a string"):
+        recommender.recommend(["u1"])
+
+
+class ClickLog:
+    """A minimal history source: the newest clicks first."""
+
+    def __init__(self) -> None:
+        self.clicks: dict[str, list[str]] = {}
+
+    def click(self, user_id: str, item_id: str) -> None:
+        self.clicks.setdefault(user_id, []).insert(0, item_id)
+
+    def recent_items(self, user_id: str, limit: int) -> list[str]:
+        return self.clicks.get(user_id, [])[:limit]
+
+
+def test_a_click_changes_the_next_recommendation(model_dir):
+    clicks = ClickLog()
+    recommender = Recommender.load(model_dir, history_source=clicks)
+    item_ids = recommender._version.item_ids
+    clicks.click("new-user", str(item_ids[0]))
+    before = [r.item_id for r in recommender.recommend("new-user", k=10)]
+    clicks.click("new-user", str(item_ids[1]))
+    after = [r.item_id for r in recommender.recommend("new-user", k=10)]
+    assert before != after
+    assert str(item_ids[1]) not in after  # a clicked item is not recommended back
+
+
+def test_reload_under_concurrent_calls(run, model_dir, trained, tmp_path):
+    import shutil
+    directory = tmp_path / "mmrec"
+    shutil.copytree(model_dir / "1", directory / "1")
+    recommender = Recommender.load(directory)
+    user_id = str(trained[1].dataset.interactions.user_ids[0])
+    errors, calls, stop = [], [0], threading.Event()
+
+    def caller():
+        while not stop.is_set():
+            try:
+                assert len(recommender.recommend(user_id, k=5)) == 5
+                calls[0] += 1
+            except Exception as error:  # noqa: BLE001  (the test counts every failure)
+                errors.append(error)
+
+    threads = [threading.Thread(target=caller) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(0.5)
+        export_run(run, directory, k=10)
+        assert recommender.reload() is True
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert not errors
+    assert recommender.version == 2 and calls[0] > 10
+
+
+def test_killed_export_leaves_no_version_and_the_next_succeeds(run, tmp_path):
+    directory = tmp_path / "mmrec"
+    command = [sys.executable, "-m", "mmrec.cli", "export", "--run", str(run), "--model-dir",
+               str(directory), "--k", "10"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and not list(directory.glob(".incomplete-*/saved_model.pb")):
+        time.sleep(0.05)
+    assert list(directory.glob(".incomplete-*")), "the export never started writing"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert versions(directory) == []
+    assert not [p for p in directory.iterdir() if p.name.isdigit()]
+    target = export_run(run, directory, k=10)
+    assert target.name == "1" and versions(directory) == [1]
