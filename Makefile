@@ -14,7 +14,7 @@ setup: $(STAMP) fashion-mnist
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,parquet]'
+	$(BIN)/python -m pip install --quiet -e '.[test,parquet,scann]'
 	@# MovieLens-100K ships inside this wheel; its own dependencies (PyTorch, Ray) are not needed.
 	$(BIN)/python -m pip install --quiet --no-deps $(RECBOLE)
 	touch $(STAMP)
@@ -30,9 +30,18 @@ fashion-mnist:
 	       "or set MMREC_ALLOW_DOWNLOAD=1 to let the shop data set download it"; \
 	fi
 
+QUICKSTART_RUN := runs/quickstart
+
+# Describe the data, train on MovieLens-100K, evaluate beside the baselines,
+# export version N+1 and recommend with explanations for one user.
 quickstart: setup
 	$(BIN)/mmrec data describe --dataset movielens-100k
-	$(BIN)/mmrec data describe --dataset shop
+	rm -rf $(QUICKSTART_RUN)
+	$(BIN)/mmrec train --dataset movielens-100k --out $(QUICKSTART_RUN) --epochs 4
+	$(BIN)/mmrec bench quality --dataset movielens-100k --seeds 1 --cold-item-share 0 \
+	  --systems "most popular,EASE,TFRS two-tower" --run $(QUICKSTART_RUN)
+	$(BIN)/mmrec export --run $(QUICKSTART_RUN) --model-dir saved_models/mmrec
+	$(BIN)/mmrec recommend --user 196 -k 10 --model-dir saved_models/mmrec
 
 test: setup
 	$(BIN)/python -m pytest -q tests

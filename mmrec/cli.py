@@ -12,6 +12,8 @@ Commands mirror the data flow, each a thin layer over the Python API:
     mmrec recommend     --user 196 [-k 10] [--model-dir DIR] [--json] [--sheet recs.png]
     mmrec bench quality --dataset movielens-100k [--seeds 1,2,3] [--json FILE]
     mmrec bench throughput --dataset shop [--json FILE]
+    mmrec bench latency --model-dir saved_models/mmrec [--run runs/ml] [--json FILE]
+    mmrec bench ann     --model-dir saved_models/mmrec [--items 1000000] [--json FILE]
 
 ``--dataset`` takes a built-in name (movielens-100k, shop) or a data folder.
 ``--config`` reads a TOML file whose ``[data]``, ``[model]`` and ``[train]``
@@ -137,7 +139,7 @@ def cmd_bench_quality(args: argparse.Namespace) -> int:
     systems = tuple(s.strip() for s in args.systems.split(",")) if args.systems else None
     report = run_quality_benchmark(args.dataset, seeds=seeds, epochs=args.epochs,
                                    systems=systems, cold_item_share=args.cold_item_share,
-                                   base=read_run_config(args.config))
+                                   base=read_run_config(args.config), runs=tuple(args.run))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     print(format_quality_table(report))
@@ -197,6 +199,24 @@ def format_recommendations(user_id: str, version: int, results) -> str:
         share = f"{rec.explanation.text_share:.0%}/{rec.explanation.image_share:.0%}"
         lines.append(f"{rank:>3}  {rec.score:>7.3f}  {share:>10}  {rec.title} [{rec.item_id}]")
     return "\n".join(lines)
+
+
+def cmd_bench_latency(args: argparse.Namespace) -> int:
+    from mmrec.bench.latency import format_latency_table, run_latency_benchmark
+    report = run_latency_benchmark(args.model_dir, run=args.run, calls=args.calls)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    print(format_latency_table(report))
+    return 0
+
+
+def cmd_bench_ann(args: argparse.Namespace) -> int:
+    from mmrec.bench.ann import format_ann_table, run_ann_benchmark
+    report = run_ann_benchmark(args.model_dir, items=args.items)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    print(format_ann_table(report))
+    return 0
 
 
 def add_dataset_options(parser: argparse.ArgumentParser) -> None:
@@ -268,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     quality.add_argument("--systems", help="comma-separated subset of the systems to run")
     quality.add_argument("--cold-item-share", type=float, default=0.1,
                          help="share of items held out for the cold-start table (0: skip)")
+    quality.add_argument("--run", action="append", default=[],
+                         help="also evaluate this trained run folder (repeatable)")
     quality.add_argument("--json", help="write the report to this file")
     quality.set_defaults(handler=cmd_bench_quality)
     throughput = bench_commands.add_parser("throughput", help="training examples/s, XLA on/off")
@@ -276,6 +298,17 @@ def build_parser() -> argparse.ArgumentParser:
     throughput.add_argument("--steps", type=int, default=30, help="timed steps per setting")
     throughput.add_argument("--json", help="write the report to this file")
     throughput.set_defaults(handler=cmd_bench_throughput)
+    latency = bench_commands.add_parser("latency", help="export, load and recommend timings")
+    latency.add_argument("--model-dir", default="saved_models/mmrec")
+    latency.add_argument("--run", help="export this run first and time the export")
+    latency.add_argument("--calls", type=int, default=500)
+    latency.add_argument("--json", help="write the report to this file")
+    latency.set_defaults(handler=cmd_bench_latency)
+    ann = bench_commands.add_parser("ann", help="ScaNN vs brute force on a large catalogue")
+    ann.add_argument("--model-dir", default="saved_models/mmrec")
+    ann.add_argument("--items", type=int, default=1_000_000)
+    ann.add_argument("--json", help="write the report to this file")
+    ann.set_defaults(handler=cmd_bench_ann)
     return parser
 
 

@@ -379,6 +379,7 @@ def nondeterministic_ops():
             tf_config.enable_op_determinism()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("history_encoding", ["table", "tower"])
 def test_jit_compiled_training_step_with_images(shop, features, history_encoding,
                                                 nondeterministic_ops):

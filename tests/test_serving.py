@@ -286,3 +286,30 @@ def test_killed_export_leaves_no_version_and_the_next_succeeds(run, tmp_path):
     assert not [p for p in directory.iterdir() if p.name.isdigit()]
     target = export_run(run, directory, k=10)
     assert target.name == "1" and versions(directory) == [1]
+
+
+def test_scann_index_agrees_with_brute_force():
+    pytest.importorskip("scann")
+    from mmrec.bench.ann import brute_force
+    from mmrec.serve.scann_index import ScannIndex
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(200, 16)).astype(np.float32)
+    items = np.repeat(centres, 100, axis=0) + rng.normal(scale=0.1, size=(20_000, 16))
+    items = (items / np.linalg.norm(items, axis=1, keepdims=True)).astype(np.float32)
+    queries = items[rng.integers(0, len(items), 64)]
+    approximate, scores = ScannIndex(items).search(queries, 10)
+    exact = brute_force(items, queries, 10)
+    recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approximate, exact)])
+    assert recall >= 0.95
+    np.testing.assert_allclose(scores[:, 0], np.sum(items[approximate[:, 0]] * queries, 1),
+                               rtol=1e-4)
+
+
+def test_recommender_uses_scann_above_the_threshold(model_dir):
+    pytest.importorskip("scann")
+    exact = Recommender.load(model_dir)
+    indexed = Recommender.load(model_dir, scann_min_items=1)
+    assert exact._version.index is None and indexed._version.index is not None
+    user_id = next(iter(exact._version.user_index))
+    assert [r.item_id for r in indexed.recommend(user_id, k=5)] == \
+        [r.item_id for r in exact.recommend(user_id, k=5)]

@@ -89,6 +89,7 @@ def copy_run(shop_run, tmp_path: Path) -> Path:
 
 # --- a finished run --------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_run_folder_holds_everything_and_metrics_match_the_file(shop_run):
     out, metrics = shop_run
     assert sorted(p.name for p in out.iterdir()) == sorted(RUN_PARTS)
@@ -109,6 +110,7 @@ def test_run_folder_holds_everything_and_metrics_match_the_file(shop_run):
     assert list((out / "logs").rglob("events.out.tfevents.*"))
 
 
+@pytest.mark.slow
 def test_same_seed_same_run_other_seed_other_run(shop_run, tmp_path):
     _, first = shop_run
     again = train("shop", CONFIG, tmp_path / "again", shop=SHOP, verbose=0)
@@ -121,6 +123,7 @@ def test_same_seed_same_run_other_seed_other_run(shop_run, tmp_path):
     assert not np.allclose(losses(other)[0], losses(first)[0], rtol=1e-5, atol=0)
 
 
+@pytest.mark.slow
 def test_load_trained_reproduces_the_test_metrics(shop_run):
     out, metrics = shop_run
     model, data, config, document = load_trained(out)
@@ -134,17 +137,20 @@ def test_load_trained_reproduces_the_test_metrics(shop_run):
 
 # --- XLA -------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_jit_training_reports_it(tmp_path):
     # text only: the image encoder's MaxPool cannot be compiled under op determinism
     # (see the xfail below)
     config = dataclasses.replace(with_train(jit="on"),
                                  model=dataclasses.replace(CONFIG.model, modalities="text"))
-    metrics = train("shop", config, tmp_path / "jit", shop=SHOP, verbose=0)
-    check_metrics(metrics, epochs=2)
+    metrics = train("shop", dataclasses.replace(config, train=dataclasses.replace(
+        config.train, epochs=1)), tmp_path / "jit", shop=SHOP, verbose=0)
+    check_metrics(metrics, epochs=1)
     assert metrics["jit_compile"] is True
     assert json.loads((tmp_path / "jit" / "metrics.json").read_text())["jit_compile"] is True
 
 
+@pytest.mark.slow
 @pytest.mark.xfail(strict=True, raises=tf.errors.UnimplementedError, reason=(
     "train() calls seed_everything(), which enables op determinism (train/runtime.py); "
     "XLA then refuses the image encoder's MaxPool gradient ('GPU MaxPool gradient ops do "
@@ -159,6 +165,7 @@ def test_jit_training_with_images(tmp_path):
 
 # --- refused before training -----------------------------------------------------------
 
+@pytest.mark.slow
 def test_incomplete_run_folder_names_the_missing_part(shop_run, tmp_path):
     run = copy_run(shop_run, tmp_path)
     (run / "split.npz").unlink()
@@ -169,6 +176,7 @@ def test_incomplete_run_folder_names_the_missing_part(shop_run, tmp_path):
         load_trained(run)
 
 
+@pytest.mark.slow
 def test_resume_without_checkpoints_says_so(shop_run, tmp_path):
     run = copy_run(shop_run, tmp_path)
     shutil.rmtree(run / "checkpoints")
@@ -176,12 +184,14 @@ def test_resume_without_checkpoints_says_so(shop_run, tmp_path):
         train("shop", CONFIG, run, resume=True, shop=SHOP, verbose=0)
 
 
+@pytest.mark.slow
 def test_resume_with_another_config_is_refused(shop_run, tmp_path):
     run = copy_run(shop_run, tmp_path)
     with pytest.raises(ValueError, match="trained with another config"):
         train("shop", with_train(learning_rate=0.01), run, resume=True, shop=SHOP, verbose=0)
 
 
+@pytest.mark.slow
 def test_training_into_a_used_folder_is_refused(shop_run):
     out, _ = shop_run
     before = (out / "metrics.json").read_text()
@@ -205,6 +215,7 @@ def test_image_modality_on_a_text_only_data_set_is_refused(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason=(
     "TrainingMonitor validates with evaluate_model(), which computes only the default "
     "cut-offs (10, 20); any other train.eval_k finds no NDCG@k and records 0.0 "
@@ -267,6 +278,7 @@ def killed_run(tmp_path_factory) -> tuple[Path, dict]:
     return run, state
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_configured_epochs(killed_run, shop_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(killed_run[0], run)
@@ -284,6 +296,7 @@ def test_killed_run_resumes_to_the_configured_epochs(killed_run, shop_run, tmp_p
     assert RunFolder(run).missing() == [] and (run / "metrics.json").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.xfail(strict=True, raises=tf.errors.InvalidArgumentError, reason=(
     "train(resume=True) reloads the data set with the `shop` argument, not with the "
     "shop options stored in config.json (load_trained does use them), so resuming a "
@@ -298,12 +311,12 @@ def test_resume_reads_the_shop_options_of_the_run(killed_run, tmp_path):
 
 # --- the command line ------------------------------------------------------------------
 
-
 def mmrec_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "mmrec.cli", *args], capture_output=True,
                           text=True, timeout=TIMEOUT_S, check=False)
 
 
+@pytest.mark.slow
 def test_cli_trains_a_data_folder_from_a_toml_config(shop_folder, tmp_path):
     (tmp_path / "tiny.toml").write_text(TINY_TOML)
     run = tmp_path / "run"
@@ -326,6 +339,7 @@ def test_cli_trains_a_data_folder_from_a_toml_config(shop_folder, tmp_path):
         metrics["test"]["NDCG@10"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_cli_evaluate_prints_json(shop_run):
     out, metrics = shop_run
     result = mmrec_cli("evaluate", "--run", str(out), "--json")

@@ -1,0 +1,98 @@
+"""``mmrec bench latency``: how fast an exported version answers.
+
+Measured on one exported version, in one process:
+
+* export time of the run (when ``--run`` is given, a fresh version is exported);
+* load of the version and its first answer (warm-up included);
+* in-process ``Recommender.recommend`` per call: p50 / p99 over many users;
+* the SavedModel's ``serving_default`` called from Python: p50 at batch 1, and
+  users per second at batch 64.
+
+Example:
+
+    report = run_latency_benchmark("saved_models/mmrec", calls=500)
+    print(format_latency_table(report))
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+
+import numpy as np
+
+
+def _percentiles(seconds: list[float]) -> dict:
+    values = np.asarray(seconds) * 1000.0
+    return {"p50_ms": round(float(np.percentile(values, 50)), 3),
+            "p99_ms": round(float(np.percentile(values, 99)), 3),
+            "mean_ms": round(float(values.mean()), 3)}
+
+
+def run_latency_benchmark(model_dir: str, *, run: str | None = None, calls: int = 500,
+                          k: int = 10) -> dict:
+    import tensorflow as tf
+
+    from mmrec.serve.recommender import Recommender
+    report: dict = {"model_dir": model_dir, "calls": calls, "k": k,
+                    "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
+                    "date": time.strftime("%Y-%m-%d")}
+    if run:
+        from mmrec.export.exporter import export_run
+        started = time.perf_counter()
+        target = export_run(run, model_dir)
+        report["export_seconds"] = round(time.perf_counter() - started, 2)
+        report["version"] = int(target.name)
+    started = time.perf_counter()
+    recommender = Recommender.load(model_dir)
+    users = list(recommender._version.user_index)
+    recommender.recommend(users[0], k=k)
+    report["load_and_first_answer_seconds"] = round(time.perf_counter() - started, 2)
+    report["items"] = len(recommender._version.item_ids)
+    rng = np.random.default_rng(0)
+    picks = [users[i] for i in rng.integers(0, len(users), calls)]
+    for user in picks[:20]:
+        recommender.recommend(user, k=k)
+    seconds = []
+    for user in picks:
+        started = time.perf_counter()
+        recommender.recommend(user, k=k)
+        seconds.append(time.perf_counter() - started)
+    report["recommend"] = _percentiles(seconds)
+
+    serving = recommender._version.signatures["serving_default"]
+    single = [tf.constant([u]) for u in picks]
+    for request in single[:20]:
+        serving(user_id=request)
+    seconds = []
+    for request in single:
+        started = time.perf_counter()
+        serving(user_id=request)["scores"].numpy()
+        seconds.append(time.perf_counter() - started)
+    report["serving_default_batch_1"] = _percentiles(seconds)
+    batches = [tf.constant(picks[i:i + 64]) for i in range(0, len(picks) - 63, 64)] or [
+        tf.constant((picks * 64)[:64])]
+    serving(user_id=batches[0])
+    started = time.perf_counter()
+    for request in batches:
+        serving(user_id=request)["scores"].numpy()
+    elapsed = time.perf_counter() - started
+    report["serving_default_batch_64_users_per_second"] = round(64 * len(batches) / elapsed, 1)
+    return report
+
+
+def format_latency_table(report: dict) -> str:
+    lines = [f"{report['items']:,} items, k={report['k']}, {report['calls']} calls, "
+             f"{report['date']}", "", "| measurement | value |", "|---|---|"]
+    if "export_seconds" in report:
+        lines.append(f"| export of the run (version {report['version']}) | "
+                     f"{report['export_seconds']} s |")
+    lines += [
+        f"| load of the version + first answer | {report['load_and_first_answer_seconds']} s |",
+        f"| `Recommender.recommend` p50 / p99 | {report['recommend']['p50_ms']} ms / "
+        f"{report['recommend']['p99_ms']} ms |",
+        f"| `serving_default` batch 1 p50 / p99 | {report['serving_default_batch_1']['p50_ms']}"
+        f" ms / {report['serving_default_batch_1']['p99_ms']} ms |",
+        f"| `serving_default` batch 64 | "
+        f"{report['serving_default_batch_64_users_per_second']:,.0f} users/s |"]
+    return "\n".join(lines)
