@@ -139,11 +139,6 @@ def test_item_without_text_puts_the_gate_on_the_image(model, features):
     np.testing.assert_array_equal(gate_after[NO_TEXT], [0.0, 1.0])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "masked_gate (mmrec/model/cross_modal.py) subtracts the max over ALL logits, "
-    "including a missing modality's; when that logit is ~100 above the available one, "
-    "exp() underflows and the gate of a one-modality item becomes [0, 0] instead of "
-    "[1, 0] / [0, 1]"))
 def test_gate_of_a_one_modality_item_is_exact_whatever_the_logits(features):
     model = build(features)
     encode_all(model)
@@ -166,10 +161,6 @@ def mixed_float16():
         tf.keras.mixed_precision.set_global_policy("float32")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "masked_gate (mmrec/model/cross_modal.py) divides by max(sum, 1e-9); 1e-9 is 0 in "
-    "float16, so under mixed_float16 an item with neither text nor picture gets a NaN "
-    "gate and a NaN embedding"))
 def test_item_with_no_modality_stays_finite_under_mixed_float16(shop, mixed_float16):
     catalogue = shop.catalogue
     texts = list(catalogue.texts)
@@ -252,10 +243,6 @@ def test_user_without_history_is_finite(model):
     np.testing.assert_array_equal(vectors[0], vectors[1])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "UserTower (mmrec/model/towers.py) starts `no_history` at zeros and user_projection's "
-    "bias at zeros, so before training a user without history gets the zero vector "
-    "(norm 0), not an L2-normalised one"))
 def test_user_without_history_is_a_unit_vector(features):
     model = build(features)
     model.refresh_item_table()

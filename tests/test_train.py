@@ -140,7 +140,6 @@ def test_load_trained_reproduces_the_test_metrics(shop_run):
 @pytest.mark.slow
 def test_jit_training_reports_it(tmp_path):
     # text only: the image encoder's MaxPool cannot be compiled under op determinism
-    # (see the xfail below)
     config = dataclasses.replace(with_train(jit="on"),
                                  model=dataclasses.replace(CONFIG.model, modalities="text"))
     metrics = train("shop", dataclasses.replace(config, train=dataclasses.replace(
@@ -151,11 +150,6 @@ def test_jit_training_reports_it(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=tf.errors.UnimplementedError, reason=(
-    "train() calls seed_everything(), which enables op determinism (train/runtime.py); "
-    "XLA then refuses the image encoder's MaxPool gradient ('GPU MaxPool gradient ops do "
-    "not yet have a deterministic XLA implementation'), so jit='on' (and jit='auto' on a "
-    "GPU) cannot train any catalogue with pictures"))
 def test_jit_training_with_images(tmp_path):
     metrics = train("shop", with_train(jit="on", epochs=1), tmp_path / "jit", shop=SHOP,
                     verbose=0)
@@ -216,10 +210,6 @@ def test_image_modality_on_a_text_only_data_set_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "TrainingMonitor validates with evaluate_model(), which computes only the default "
-    "cut-offs (10, 20); any other train.eval_k finds no NDCG@k and records 0.0 "
-    "(`metrics.get(self.metric) or 0.0`, train/trainer.py), so the best epoch is always 1"))
 def test_validation_metric_follows_eval_k(shop_folder, tmp_path):
     (tmp_path / "tiny.toml").write_text(TINY_TOML)
     config = with_train(RunConfig.from_toml(tmp_path / "tiny.toml"), epochs=1)
@@ -297,11 +287,6 @@ def test_killed_run_resumes_to_the_configured_epochs(killed_run, shop_run, tmp_p
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=tf.errors.InvalidArgumentError, reason=(
-    "train(resume=True) reloads the data set with the `shop` argument, not with the "
-    "shop options stored in config.json (load_trained does use them), so resuming a "
-    "custom-shop run without repeating shop= (as `mmrec train --resume` must) loads the "
-    "default 5000-item shop against the run's 200-item features and split"))
 def test_resume_reads_the_shop_options_of_the_run(killed_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(killed_run[0], run)

@@ -31,11 +31,17 @@ def masked_mean(states, mask):
 
 
 def masked_gate(logits, available):
-    """Softmax over the modalities an item has; all zeros if it has none."""
-    available = tf.cast(available, logits.dtype)
-    logits = logits - tf.reduce_max(logits, axis=-1, keepdims=True)
-    weights = tf.exp(logits) * available
-    return weights / tf.maximum(tf.reduce_sum(weights, -1, keepdims=True), 1e-9)
+    """Softmax over the modalities an item has; all zeros if it has none.
+
+    Computed in float32 (a float16 guard would round to zero), with missing
+    modalities masked before the maximum is taken, so a large logit of an
+    absent modality cannot underflow the present one.
+    """
+    logits = tf.cast(logits, tf.float32)
+    masked = tf.where(available, logits, tf.fill(tf.shape(logits), -1e30))
+    weights = tf.exp(masked - tf.reduce_max(masked, axis=-1, keepdims=True))
+    weights *= tf.cast(available, tf.float32)
+    return tf.math.divide_no_nan(weights, tf.reduce_sum(weights, -1, keepdims=True))
 
 
 class CrossModalFusion(tf.keras.layers.Layer):
@@ -80,7 +86,8 @@ class CrossModalFusion(tf.keras.layers.Layer):
         image_vector = tf.reduce_mean(image_tokens, 1)
         gate = masked_gate(self.gate(tf.concat([text_vector, image_vector], -1)),
                            tf.stack([has_text, has_image], -1))
-        fused = gate[:, :1] * text_vector + gate[:, 1:] * image_vector
+        share = tf.cast(gate, text_vector.dtype)
+        fused = share[:, :1] * text_vector + share[:, 1:] * image_vector
         return fused, gate
 
     def get_config(self):

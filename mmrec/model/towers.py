@@ -185,8 +185,11 @@ class UserTower(tf.keras.layers.Layer):
             if config.user_id_embedding else None)
 
     def build(self, input_shape):
-        self.no_history = self.add_weight(name="no_history", shape=(self.config.embedding_dim,),
-                                          initializer="zeros")
+        # Small random start: a zero vector would give history-less users no
+        # direction (and an L2 norm of 0) until training moved it.
+        self.no_history = self.add_weight(
+            name="no_history", shape=(self.config.embedding_dim,),
+            initializer=tf.keras.initializers.RandomNormal(stddev=0.05))
         super().build(input_shape)
 
     def call(self, history_vectors, history_mask, users=None, training=False):

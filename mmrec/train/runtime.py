@@ -46,7 +46,15 @@ def set_precision(policy: str) -> None:
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
-    """Seeds Python, NumPy and TensorFlow; makes TF ops deterministic."""
+    """Seeds Python, NumPy and TensorFlow; turns op determinism on or off.
+
+    Op determinism is process-wide, so it is set both ways: a compiled (XLA)
+    run after a deterministic one must not inherit it (XLA has no
+    deterministic MaxPool gradient).
+    """
+    from tensorflow.python.framework import config as tf_config
     tf.keras.utils.set_random_seed(seed)
     if deterministic:
-        tf.config.experimental.enable_op_determinism()
+        tf_config.enable_op_determinism()
+    else:
+        tf_config.disable_op_determinism()

@@ -127,14 +127,16 @@ def user_vectors(model: TwoTowerModel, queries: EvaluationQueries,
     return np.concatenate(parts) if parts else np.zeros((0, model.config.embedding_dim))
 
 
-def evaluate_model(model: TwoTowerModel, queries: EvaluationQueries, data: PreparedData) -> dict:
+def evaluate_model(model: TwoTowerModel, queries: EvaluationQueries, data: PreparedData,
+                   ks: tuple[int, ...] = (10, 20)) -> dict:
     """Full-ranking metrics of ``model`` on ``queries`` (refreshes the item table)."""
     table = model.refresh_item_table()
     users = user_vectors(model, queries)
     return evaluate_scorer(lambda idx: users[idx] @ table.T, queries,
                            num_items=len(data.dataset.catalogue),
                            cold_items=data.split.cold_items,
-                           train_item_counts=data.train_item_counts)
+                           train_item_counts=data.train_item_counts,
+                           ks=tuple(sorted(set(ks))))
 
 
 class TrainingMonitor(tf.keras.callbacks.Callback):
@@ -161,8 +163,11 @@ class TrainingMonitor(tf.keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self.started
         logs = logs if logs is not None else {}
-        metrics = evaluate_model(self.two_tower, self.data.valid, self.data)
-        value = float(metrics.get(self.metric) or 0.0)
+        metrics = evaluate_model(self.two_tower, self.data.valid, self.data,
+                                 ks=(10, 20, self.config.train.eval_k))
+        if self.metric not in metrics:
+            raise KeyError(f"validation metrics lack {self.metric}: {sorted(metrics)}")
+        value = float(metrics[self.metric] or 0.0)
         logs[f"val_{self.metric}"] = value
         examples = len(self.data.train_examples["item"])
         record = {"epoch": epoch + 1, "loss": float(logs.get("loss", np.nan)),
@@ -172,8 +177,7 @@ class TrainingMonitor(tf.keras.callbacks.Callback):
         self.state["epochs_done"] = epoch + 1
         if value > self.state.get("best_value", -1.0):
             self.state.update(best_value=value, best_epoch=epoch + 1)
-            self.best.write(str(self.folder.best_dir / "weights"))
-            self.best_metrics_file_update()
+            self._write_best()
         self.manager.save(checkpoint_number=epoch + 1)
         self.folder.write_json(self.folder.state_file, self.state)
         logger.info("epoch %d: val %s %.4f (best %.4f at epoch %d)", epoch + 1, self.metric,
@@ -183,10 +187,22 @@ class TrainingMonitor(tf.keras.callbacks.Callback):
                         self.config.train.early_stopping_patience)
             self.model.stop_training = True
 
-    def best_metrics_file_update(self):
-        # tf.train.Checkpoint.write does not keep a "checkpoint" index file;
-        # write one so the folder check can see the best weights exist.
-        (self.folder.best_dir / "checkpoint").write_text('model_checkpoint_path: "weights"\n')
+    def _write_best(self) -> None:
+        """Writes the best weights beside ``best/`` and swaps them in, so a kill
+        mid-write never leaves ``best/`` half written."""
+        import shutil
+        partial = self.folder.path / "best.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        self.best.write(str(partial / "weights"))
+        # tf.train.Checkpoint.write keeps no "checkpoint" index file; the folder
+        # check looks for one.
+        (partial / "checkpoint").write_text('model_checkpoint_path: "weights"\n')
+        previous = self.folder.path / "best.previous"
+        shutil.rmtree(previous, ignore_errors=True)
+        if self.folder.best_dir.exists():
+            self.folder.best_dir.rename(previous)
+        partial.rename(self.folder.best_dir)
+        shutil.rmtree(previous, ignore_errors=True)
 
 
 def train(dataset: str, config: RunConfig, out: str | Path, *, resume: bool = False,
@@ -211,6 +227,11 @@ def train(dataset: str, config: RunConfig, out: str | Path, *, resume: bool = Fa
         if saved_config.to_dict() != config.to_dict() or document["dataset"] != dataset:
             raise ValueError(f"--resume: {folder.path} was trained with another config or data "
                              "set; resume with the same settings or choose a new --out")
+        saved_shop = document.get("shop")
+        if shop is not None and shop != saved_shop:
+            raise ValueError(f"--resume: {folder.path} was trained on shop {saved_shop}, "
+                             f"not {shop}")
+        shop = saved_shop
         state = folder.read_state()
         if not tf.train.latest_checkpoint(str(folder.checkpoints_dir)):
             raise IncompleteRunError(f"--resume: {folder.checkpoints_dir} holds no finished "
@@ -219,9 +240,11 @@ def train(dataset: str, config: RunConfig, out: str | Path, *, resume: bool = Fa
         raise FileExistsError(f"run folder {folder.path} exists and is not empty; use --resume "
                               "to continue it or choose another --out")
 
-    seed_everything(config.train.seed)
-    set_precision(config.train.precision)
     jit = resolve_jit(config.train.jit)
+    # Op determinism and XLA do not mix (XLA has no deterministic MaxPool
+    # gradient): runs without XLA are bit-reproducible, compiled runs seeded.
+    seed_everything(config.train.seed, deterministic=not jit)
+    set_precision(config.train.precision)
     logger.info(describe_jit(config.train.jit))
     if data is None:
         loaded = load_run_dataset(dataset, config.data, shop)
@@ -245,7 +268,11 @@ def train(dataset: str, config: RunConfig, out: str | Path, *, resume: bool = Fa
     initial_epoch = 0
     if resume:
         checkpoint.restore(manager.latest_checkpoint)
-        initial_epoch = int(state.get("epochs_done", 0))
+        # The checkpoint is the truth: a kill between saving it and writing
+        # state.json leaves state.json one epoch behind.
+        initial_epoch = int(manager.latest_checkpoint.rsplit("-", 1)[1])
+        state["epochs_done"] = initial_epoch
+        state["history"] = [h for h in state.get("history", []) if h["epoch"] <= initial_epoch]
         logger.info("resuming after epoch %d from %s", initial_epoch, manager.latest_checkpoint)
 
     batches = make_dataset(data.train_examples, None, config.data, training=True)
