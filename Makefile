@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.mmrec-installed
 RECBOLE := recbole==1.2.1
 
-.PHONY: setup fashion-mnist quickstart test clean
+.PHONY: setup fashion-mnist quickstart test test-slow clean
 
 setup: $(STAMP) fashion-mnist
 
@@ -45,6 +45,10 @@ quickstart: setup
 
 test: setup
 	$(BIN)/python -m pytest -q tests
+
+# Long checks (more training runs) kept out of `make test`'s 10 minutes.
+test-slow: setup
+	$(BIN)/python -m pytest -q tests -m slow
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -89,7 +89,6 @@ def copy_run(shop_run, tmp_path: Path) -> Path:
 
 # --- a finished run --------------------------------------------------------------------
 
-@pytest.mark.slow
 def test_run_folder_holds_everything_and_metrics_match_the_file(shop_run):
     out, metrics = shop_run
     assert sorted(p.name for p in out.iterdir()) == sorted(RUN_PARTS)
@@ -110,7 +109,6 @@ def test_run_folder_holds_everything_and_metrics_match_the_file(shop_run):
     assert list((out / "logs").rglob("events.out.tfevents.*"))
 
 
-@pytest.mark.slow
 def test_same_seed_same_run_other_seed_other_run(shop_run, tmp_path):
     _, first = shop_run
     again = train("shop", CONFIG, tmp_path / "again", shop=SHOP, verbose=0)
@@ -123,7 +121,6 @@ def test_same_seed_same_run_other_seed_other_run(shop_run, tmp_path):
     assert not np.allclose(losses(other)[0], losses(first)[0], rtol=1e-5, atol=0)
 
 
-@pytest.mark.slow
 def test_load_trained_reproduces_the_test_metrics(shop_run):
     out, metrics = shop_run
     model, data, config, document = load_trained(out)
@@ -137,7 +134,6 @@ def test_load_trained_reproduces_the_test_metrics(shop_run):
 
 # --- XLA -------------------------------------------------------------------------------
 
-@pytest.mark.slow
 def test_jit_training_reports_it(tmp_path):
     # text only: the image encoder's MaxPool cannot be compiled under op determinism
     config = dataclasses.replace(with_train(jit="on"),
@@ -159,7 +155,6 @@ def test_jit_training_with_images(tmp_path):
 
 # --- refused before training -----------------------------------------------------------
 
-@pytest.mark.slow
 def test_incomplete_run_folder_names_the_missing_part(shop_run, tmp_path):
     run = copy_run(shop_run, tmp_path)
     (run / "split.npz").unlink()
@@ -170,7 +165,6 @@ def test_incomplete_run_folder_names_the_missing_part(shop_run, tmp_path):
         load_trained(run)
 
 
-@pytest.mark.slow
 def test_resume_without_checkpoints_says_so(shop_run, tmp_path):
     run = copy_run(shop_run, tmp_path)
     shutil.rmtree(run / "checkpoints")
@@ -178,14 +172,12 @@ def test_resume_without_checkpoints_says_so(shop_run, tmp_path):
         train("shop", CONFIG, run, resume=True, shop=SHOP, verbose=0)
 
 
-@pytest.mark.slow
 def test_resume_with_another_config_is_refused(shop_run, tmp_path):
     run = copy_run(shop_run, tmp_path)
     with pytest.raises(ValueError, match="trained with another config"):
         train("shop", with_train(learning_rate=0.01), run, resume=True, shop=SHOP, verbose=0)
 
 
-@pytest.mark.slow
 def test_training_into_a_used_folder_is_refused(shop_run):
     out, _ = shop_run
     before = (out / "metrics.json").read_text()
@@ -268,7 +260,6 @@ def killed_run(tmp_path_factory) -> tuple[Path, dict]:
     return run, state
 
 
-@pytest.mark.slow
 def test_killed_run_resumes_to_the_configured_epochs(killed_run, shop_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(killed_run[0], run)
@@ -324,7 +315,6 @@ def test_cli_trains_a_data_folder_from_a_toml_config(shop_folder, tmp_path):
         metrics["test"]["NDCG@10"], rel=1e-5)
 
 
-@pytest.mark.slow
 def test_cli_evaluate_prints_json(shop_run):
     out, metrics = shop_run
     result = mmrec_cli("evaluate", "--run", str(out), "--json")

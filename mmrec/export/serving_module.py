@@ -105,6 +105,16 @@ class ServingModule(tf.Module):
         vectors = tf.gather(self.item_embeddings, history)
         return self.user_tower(vectors, mask, rows, training=False)
 
+    def _frozen_history(self, rows):
+        """The history frozen at export: (indices [B, H], mask [B, H])."""
+        return tf.gather(self.histories, rows), tf.gather(self.history_mask, rows)
+
+    def _user_outputs(self, rows, history, mask):
+        users, attention = self._user_vectors(rows, history, mask)
+        return {"embedding": users, "history_attention": attention,
+                "history_item_ids": tf.where(mask, tf.gather(self.item_ids, history), ""),
+                "known_user": rows < self.num_users}
+
     def _scatter_mask(self, batch_rows, items):
         """bool [B, N]: True at (b, items of row b)."""
         updates = tf.ones_like(items.values, dtype=tf.bool)
@@ -121,8 +131,7 @@ class ServingModule(tf.Module):
     def serving_default(self, user_id):
         rows = self._user_rows(user_id)
         known = rows < self.num_users
-        history = tf.gather(self.histories, rows)
-        mask = tf.gather(self.history_mask, rows)
+        history, mask = self._frozen_history(rows)
         users, _ = self._user_vectors(rows, history, mask)
         scores = tf.matmul(users, self.item_embeddings, transpose_b=True)
         starts = tf.gather(self.seen_indptr, rows)
@@ -150,22 +159,13 @@ class ServingModule(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
     def user_embedding(self, user_id):
         rows = self._user_rows(user_id)
-        history = tf.gather(self.histories, rows)
-        mask = tf.gather(self.history_mask, rows)
-        users, attention = self._user_vectors(rows, history, mask)
-        return {"embedding": users, "history_attention": attention,
-                "history_item_ids": tf.where(mask, tf.gather(self.item_ids, history), ""),
-                "known_user": rows < self.num_users}
+        return self._user_outputs(rows, *self._frozen_history(rows))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id"),
                                   tf.TensorSpec([None, None], tf.string, name="history")])
     def user_embedding_with_history(self, user_id, history):
         rows = self._user_rows(user_id)
-        indices, mask = self._history_from_ids(history)
-        users, attention = self._user_vectors(rows, indices, mask)
-        return {"embedding": users, "history_attention": attention,
-                "history_item_ids": tf.where(mask, tf.gather(self.item_ids, indices), ""),
-                "known_user": rows < self.num_users}
+        return self._user_outputs(rows, *self._history_from_ids(history))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="item_id"),
                                   tf.TensorSpec([None], tf.string, name="text"),

@@ -26,9 +26,9 @@ class TransformerBlock(tf.keras.layers.Layer):
         self.norm1 = tf.keras.layers.LayerNormalization(name="norm1")
         self.norm2 = tf.keras.layers.LayerNormalization(name="norm2")
         self.feed_forward = tf.keras.Sequential([
-            tf.keras.layers.Dense(2 * dim, activation="gelu"),
-            tf.keras.layers.Dropout(dropout),
-            tf.keras.layers.Dense(dim)], name="feed_forward")
+            tf.keras.layers.Dense(2 * dim, activation="gelu", name="expand"),
+            tf.keras.layers.Dropout(dropout, name="dropout"),
+            tf.keras.layers.Dense(dim, name="contract")], name="feed_forward")
 
     def call(self, states, mask, training=False):
         pair_mask = tf.logical_and(mask[:, :, None], mask[:, None, :])
