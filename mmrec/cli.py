@@ -139,7 +139,8 @@ def cmd_bench_quality(args: argparse.Namespace) -> int:
     systems = tuple(s.strip() for s in args.systems.split(",")) if args.systems else None
     report = run_quality_benchmark(args.dataset, seeds=seeds, epochs=args.epochs,
                                    systems=systems, cold_item_share=args.cold_item_share,
-                                   base=read_run_config(args.config), runs=tuple(args.run))
+                                   base=read_run_config(args.config),
+                                   trained_runs=tuple(args.run), partial_json=args.json)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     print(format_quality_table(report))

@@ -104,12 +104,21 @@ def summarise(runs: list[dict]) -> dict:
 def run_quality_benchmark(dataset: str, *, seeds=(1, 2, 3), epochs: int = 8,
                           systems: tuple[str, ...] | None = None,
                           cold_item_share: float = 0.1, base: RunConfig | None = None,
-                          shop: dict | None = None, runs: tuple[str, ...] = ()) -> dict:
+                          shop: dict | None = None, trained_runs: tuple[str, ...] = (),
+                          partial_json: str | None = None) -> dict:
     """Trains and evaluates every system; returns a JSON-ready report.
 
-    ``runs`` are already trained run folders whose best weights are evaluated
-    in the same harness and added to the main table.
+    ``trained_runs`` are already trained run folders whose best weights are
+    evaluated in the same harness and added to the main table. With
+    ``partial_json`` the report so far is written after every system, so a
+    long benchmark that dies keeps what it measured.
     """
+    def save_partial() -> None:
+        if partial_json:
+            import json
+            with open(partial_json, "w") as handle:
+                json.dump(report, handle, indent=2)
+
     base = base or RunConfig()
     started = time.perf_counter()
     report = {"dataset": dataset, "seeds": list(seeds), "epochs": epochs,
@@ -130,24 +139,27 @@ def run_quality_benchmark(dataset: str, *, seeds=(1, 2, 3), epochs: int = 8,
                 results["most popular"] = {"test": evaluate_baseline(
                     MostPopular().fit(dataset_obj.interactions, data.split, len(
                         dataset_obj.catalogue)), data)[1]}
+                save_partial()
             if wanted("EASE"):
                 ease = EASE().fit(dataset_obj.interactions, data.split, len(dataset_obj.catalogue))
                 l2 = ease.tune(data.valid)
                 results["EASE"] = {"test": evaluate_baseline(ease, data)[1], "l2": l2}
+                save_partial()
             if dataset_obj.ground_truth is not None and wanted("oracle"):
                 results["oracle"] = {"test": evaluate_baseline(
                     ShopOracle(dataset_obj.ground_truth), data)[1]}
         # The cold-start table is a check of one property: its first seed only.
         table_seeds = seeds if table == "main" else seeds[:1]
         if wanted("TFRS two-tower"):
-            runs = [train_id_two_tower(data, seed)[1] for seed in table_seeds]
-            results["TFRS two-tower"] = {"test": summarise(runs), "runs": runs}
+            tfrs_runs = [train_id_two_tower(data, seed)[1] for seed in table_seeds]
+            results["TFRS two-tower"] = {"test": summarise(tfrs_runs), "runs": tfrs_runs}
+            save_partial()
         names = ["mmrec (full)"] if table == "cold_start" else list(ABLATIONS)
         for name in names:
             if not wanted(name) or not applicable(name, has_images):
                 continue
             model_config = dataclasses.replace(base.model, **ABLATIONS[name])
-            runs, seconds = [], []
+            model_runs, seconds = [], []
             for seed in table_seeds:
                 config = RunConfig(data=dataclasses.replace(data_config, seed=seed),
                                    model=model_config,
@@ -155,17 +167,19 @@ def run_quality_benchmark(dataset: str, *, seeds=(1, 2, 3), epochs: int = 8,
                 logger.info("%s / %s / seed %d", table, name, seed)
                 with tempfile.TemporaryDirectory(prefix="mmrec-bench-") as out:
                     metrics = train(dataset, config, out, verbose=0, shop=shop, data=data)
-                runs.append(metrics["test"])
+                model_runs.append(metrics["test"])
                 seconds.append(metrics["train_seconds"])
-            results[name] = {"test": summarise(runs), "runs": runs,
-                             "train_seconds": float(np.mean(seconds))}
-    for run in runs:
+                results[name] = {"test": summarise(model_runs), "runs": model_runs,
+                                 "train_seconds": float(np.mean(seconds))}
+                save_partial()
+    for run in trained_runs:
         from mmrec.train.trainer import evaluate_model, load_trained
         model, data, _, document = load_trained(run)
         if document["dataset"] != dataset:
             raise ValueError(f"run {run} was trained on {document['dataset']!r}, not {dataset!r}")
         report["main"][f"mmrec ({run})"] = {"test": evaluate_model(model, data.test, data)}
     report["seconds"] = round(time.perf_counter() - started, 1)
+    save_partial()
     return report
 
 
