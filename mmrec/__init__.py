@@ -8,6 +8,7 @@ Example:
     import mmrec
     dataset = mmrec.load_dataset("movielens-100k")
     print(mmrec.describe(dataset)["interactions"])
+    mmrec.recommend("196", k=10)      # from $MMREC_MODEL_DIR or ./saved_models/mmrec
 """
 
 from mmrec._tf_env import use_legacy_keras
@@ -18,4 +19,14 @@ from mmrec.data.describe import describe  # noqa: E402
 from mmrec.data.registry import load_dataset  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["describe", "load_dataset", "__version__"]
+__all__ = ["Recommender", "describe", "load_dataset", "recommend", "__version__"]
+
+_LAZY = {"Recommender": "mmrec.serve.recommender", "recommend": "mmrec.serve.recommender"}
+
+
+def __getattr__(name: str):
+    # Loaded on first use: these pull in TensorFlow, which `import mmrec` need not.
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'mmrec' has no attribute {name!r}")

@@ -313,3 +313,11 @@ def test_recommender_uses_scann_above_the_threshold(model_dir):
     user_id = next(iter(exact._version.user_index))
     assert [r.item_id for r in indexed.recommend(user_id, k=5)] == \
         [r.item_id for r in exact.recommend(user_id, k=5)]
+
+
+def test_module_level_recommend_reads_mmrec_model_dir(model_dir, monkeypatch):
+    import mmrec
+    monkeypatch.setenv("MMREC_MODEL_DIR", str(model_dir))
+    results = mmrec.recommend("nobody-known", k=3)
+    assert len(results) == 3 and results[0].explanation.fallback == "popularity"
+    assert mmrec.Recommender is Recommender
