@@ -321,3 +321,19 @@ def test_module_level_recommend_reads_mmrec_model_dir(model_dir, monkeypatch):
     results = mmrec.recommend("nobody-known", k=3)
     assert len(results) == 3 and results[0].explanation.fallback == "popularity"
     assert mmrec.Recommender is Recommender
+
+
+def test_cli_recommend_prints_json_and_draws_a_contact_sheet(model_dir, trained, tmp_path):
+    from PIL import Image
+    user_id = str(trained[1].dataset.interactions.user_ids[0])
+    sheet = tmp_path / "recs.png"
+    result = subprocess.run(
+        [sys.executable, "-m", "mmrec.cli", "recommend", "--user", user_id, "-k", "4",
+         "--model-dir", str(model_dir), "--json", "--sheet", str(sheet)],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    document = json.loads(result.stdout[:result.stdout.rindex("}") + 1])
+    assert document["user_id"] == user_id and len(document["recommendations"]) == 4
+    assert document["recommendations"][0]["explanation"]["because"]
+    with Image.open(sheet) as picture:
+        assert picture.size[0] >= 4 * 100 and picture.size[1] > 200
