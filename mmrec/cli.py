@@ -24,6 +24,7 @@ values are refused before any work starts.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -55,7 +56,6 @@ def load(args: argparse.Namespace, config: DataConfig):
 
 
 def with_split_options(config: DataConfig, args: argparse.Namespace) -> DataConfig:
-    import dataclasses
     changes = {}
     if args.split is not None:
         changes["scheme"] = args.split
@@ -98,8 +98,6 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from mmrec.train.runtime import describe_jit
     from mmrec.train.trainer import train
     config = read_run_config(args.config)
@@ -174,9 +172,9 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     history = args.history.split(",") if args.history else None
     results = recommender.recommend(args.user, k=args.k, history=history)
     if args.json:
-        import dataclasses as dc
         print(json.dumps({"user_id": args.user, "version": recommender.version,
-                          "recommendations": [dc.asdict(r) for r in results]}, indent=2))
+                          "recommendations": [dataclasses.asdict(r) for r in results]},
+                         indent=2))
     else:
         print(format_recommendations(args.user, recommender.version, results))
     if args.sheet:
