@@ -14,6 +14,7 @@ from mmrec.data.splits import Split, SplitConfig, make_split
 from mmrec.evaluate import (
     EASE,
     MostPopular,
+    ShopAttributeScorer,
     ShopOracle,
     build_queries,
     evaluate_scorer,
@@ -331,11 +332,47 @@ def test_shop_oracle_beats_most_popular_widely():
     test = build_queries(dataset.interactions, split, "test", history_length=10)
     results = {}
     popular = MostPopular().fit(dataset.interactions, split, num_items)
-    for name, baseline in (("popular", popular), ("oracle", ShopOracle(dataset.ground_truth))):
+    attributes = ShopAttributeScorer(dataset.ground_truth).fit(dataset.interactions, split,
+                                                                num_items)
+    for name, baseline in (("popular", popular), ("oracle", ShopOracle(dataset.ground_truth)),
+                           ("attributes", attributes)):
         results[name] = evaluate_scorer(baseline.scorer(test), test, num_items,
                                         split.cold_items, popular.counts)["NDCG@10"]
     print(f"\nsmall shop test NDCG@10: {results}")
     assert results["oracle"] > 3 * results["popular"]
     assert results["oracle"] > results["popular"] + 0.1
+    # Knowing the items but not the users lands between the two.
+    assert results["popular"] < results["attributes"] < results["oracle"]
     with pytest.raises(ValueError, match="ground truth"):
         ShopOracle(None)
+
+
+def test_attribute_scorer_reads_tastes_and_session_from_history():
+    dataset = generate_shop(ShopConfig(num_items=300, num_users=50, num_clicks=1500))
+    truth, num_items = dataset.ground_truth, len(dataset.catalogue)
+    brand = truth.item_attributes["brand"]
+    category = truth.item_attributes["category"]
+    # One user clicks six items of brand 0, all of category c, an hour apart or a minute apart.
+    c = int(np.bincount(category[brand == 0]).argmax())
+    picks = np.flatnonzero((brand == 0) & (category == c))[:6]
+    assert len(picks) == 6
+    scores = {}
+    for gap in (60, 7200):
+        log = Interactions.build(users=["u"] * 6 + ["v"], items=list(picks) + [picks[0]],
+                                 timestamps=[gap * t for t in range(6)] + [0])
+        split = Split(train=np.arange(4), valid=np.array([4]), test=np.array([5]),
+                      cold_items=np.zeros(num_items, bool), scheme="explicit")
+        queries = build_queries(log, split, "test", history_length=3)
+        scorer = ShopAttributeScorer(truth, popularity_weight=0.0).fit(log, split, num_items)
+        scores[gap] = scorer.score(queries, np.array([0]))[0]
+    same_category = category == c
+    others = ~same_category
+    # Brand 0 beats every other brand among items alike in everything else the user showed.
+    mask = same_category & (brand != 0)
+    assert scores[60][same_category & (brand == 0)].mean() > scores[60][mask].mean()
+    # Within a session the previous click's category gets the focus bonus; across one it does not.
+    lift_in_session = scores[60][same_category].mean() - scores[60][others].mean()
+    lift_across = scores[7200][same_category].mean() - scores[7200][others].mean()
+    np.testing.assert_allclose(lift_in_session - lift_across, 0.5, atol=1e-9)
+    with pytest.raises(ValueError, match="ground truth"):
+        ShopAttributeScorer(None)

@@ -100,7 +100,7 @@ _DESCRIPTION_TEMPLATES = (
 _PLURAL_CATEGORIES = frozenset({"trousers", "sandals", "sneakers", "ankle boots"})
 
 _FOREGROUND_THRESHOLD = 30   # pixel values above this are product, not background
-_MIN_SESSION_GAP_S = 3600    # at least an hour between one session's end and the next
+MIN_SESSION_GAP_S = 3600    # at least an hour between one session's end and the next
 _MEAN_CLICK_GAP_S = 60.0     # within a session, clicks come about a minute apart
 _MAX_CLICK_GAP_S = 1800
 
@@ -539,9 +539,9 @@ def _click_times(lengths: np.ndarray, config: ShopConfig,
     gaps[first_click] = 0
     offset_in_session = np.cumsum(gaps) - np.cumsum(gaps)[first_click][session_of_click]
     duration = offset_in_session[np.r_[first_click[1:] - 1, num_clicks - 1]]
-    room = max(config.time_span_s - duration.sum() - len(lengths) * _MIN_SESSION_GAP_S, 0.0)
+    room = max(config.time_span_s - duration.sum() - len(lengths) * MIN_SESSION_GAP_S, 0.0)
     starts = np.floor(np.sort(rng.uniform(0.0, room, size=len(lengths))))
-    starts += np.r_[0, np.cumsum(duration + _MIN_SESSION_GAP_S)[:-1]]
+    starts += np.r_[0, np.cumsum(duration + MIN_SESSION_GAP_S)[:-1]]
     times = config.start_time + starts[session_of_click] + offset_in_session
     return times, session_of_click
 

@@ -262,3 +262,101 @@ class ShopOracle(Baseline):
             truth.utility(int(queries.user[q]), float(queries.timestamp[q]),
                           int(truth.session_focus[queries.rows[q]]))
             for q in np.asarray(query_indices)])
+
+
+class ShopAttributeScorer(Baseline):
+    """The shop's true item attributes, with tastes estimated from each user's clicks.
+
+    The oracle knows every shopper's tastes and session focus; no model can.
+    This scorer sits between the two: it is handed what a *perfect item
+    tower* could at best extract from text and pictures (each item's true
+    category, shade, pattern, fit, brand and material) and must, like any
+    model, infer each user's tastes from their earlier clicks. It shows what
+    share of the oracle is reachable from history at all, so a trained
+    model's number can be read against that ceiling instead of the oracle's.
+
+    For a user with ``n`` earlier clicks, ``n_v`` of them showing value ``v``
+    of an attribute group whose catalogue share is ``p_v``, the estimated
+    taste is the smoothed log-ratio ``log((n_v + smoothing) / (n * p_v +
+    smoothing))``: how much more often the user picks ``v`` than chance. An
+    item scores the sum of its values' estimates, plus ``focus_weight`` when
+    it shares the category of the user's previous click and that click came
+    less than ``session_gap_s`` before (the same session, whose focus
+    category it most likely had), plus ``popularity_weight * log(1 +
+    training clicks)``. The defaults were chosen on the default shop's
+    validation clicks from a small grid (smoothing 0.5..4, focus weight
+    0.25..2, popularity weight 0..1), across which validation NDCG@10 moved
+    between 0.089 and 0.106.
+
+    Example:
+
+        dataset = generate_shop()
+        scorer = ShopAttributeScorer(dataset.ground_truth).fit(
+            dataset.interactions, split, len(dataset.catalogue))
+        scores = scorer.score(test, np.arange(4))   # [4, num_items]
+
+    Args:
+      ground_truth: ``dataset.ground_truth`` of a generated shop; only its
+        item attributes are used.
+      smoothing: pseudo-count of the log-ratio estimate.
+      focus_weight: bonus for the previous click's category within a session.
+      popularity_weight: weight of the log training-click count.
+      session_gap_s: clicks closer than this are taken as one session (the
+        generator puts at least an hour between sessions).
+    """
+
+    def __init__(self, ground_truth, smoothing: float = 2.0, focus_weight: float = 0.5,
+                 popularity_weight: float = 0.75, session_gap_s: float = 3600.0) -> None:
+        if ground_truth is None or not hasattr(ground_truth, "item_attributes"):
+            raise ValueError("ShopAttributeScorer needs the ground truth of a generated shop; "
+                             "this data set has none")
+        if smoothing <= 0:
+            raise ValueError(f"smoothing must be > 0; got {smoothing}")
+        self.codes = list(ground_truth.item_attributes.values())
+        self.category = ground_truth.item_attributes["category"]
+        self.smoothing, self.focus_weight = smoothing, focus_weight
+        self.popularity_weight, self.session_gap_s = popularity_weight, session_gap_s
+        self.log_counts: np.ndarray | None = None
+        self.interactions: Interactions | None = None
+
+    def fit(self, interactions: Interactions, split: Split,
+            num_items: int) -> "ShopAttributeScorer":
+        if num_items != len(self.category):
+            raise ValueError(f"the ground truth has {len(self.category)} items, the catalogue "
+                             f"{num_items}")
+        self.log_counts = np.log1p(np.bincount(interactions.item[split.train],
+                                               minlength=num_items))
+        self.interactions = interactions
+        return self
+
+    def score(self, queries: EvaluationQueries, query_indices: np.ndarray) -> np.ndarray:
+        if self.log_counts is None:
+            raise RuntimeError("ShopAttributeScorer.score called before fit")
+        query_indices = np.asarray(query_indices, dtype=np.int64)
+        previous = self._previous_rows(queries.rows[query_indices])
+        scores = np.repeat(self.popularity_weight * self.log_counts[None, :],
+                           len(query_indices), axis=0)
+        for row, query in enumerate(query_indices):
+            earlier = queries.exclude_items_of(int(query))
+            for codes in self.codes:
+                num_values = int(codes.max()) + 1
+                shares = np.bincount(codes, minlength=num_values) / len(codes)
+                picked = np.bincount(codes[earlier], minlength=num_values)
+                estimate = np.log((picked + self.smoothing)
+                                  / (len(earlier) * shares + self.smoothing))
+                scores[row] += estimate[codes]
+            if previous[row] >= 0:
+                last_category = self.category[self.interactions.item[previous[row]]]
+                scores[row] += self.focus_weight * (self.category == last_category)
+        return scores
+
+    def _previous_rows(self, rows: np.ndarray) -> np.ndarray:
+        """The same user's click just before each row if within the session gap, else -1."""
+        log = self.interactions
+        order = log.chronological_order()
+        position = np.empty(len(order), dtype=np.int64)
+        position[order] = np.arange(len(order))
+        before = order[np.maximum(position[rows] - 1, 0)]
+        same_session = ((position[rows] > 0) & (log.user[before] == log.user[rows])
+                        & (log.timestamp[rows] - log.timestamp[before] < self.session_gap_s))
+        return np.where(same_session, before, -1)
