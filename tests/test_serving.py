@@ -274,11 +274,17 @@ def test_killed_export_leaves_no_version_and_the_next_succeeds(run, tmp_path):
     directory = tmp_path / "mmrec"
     command = [sys.executable, "-m", "mmrec.cli", "export", "--run", str(run), "--model-dir",
                str(directory), "--k", "10"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    log = tmp_path / "export.log"
+    with open(log, "w") as stderr:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr,
+                                   start_new_session=True)
     deadline = time.time() + 240
-    while time.time() < deadline and not list(directory.glob(".incomplete-*/saved_model.pb")):
-        time.sleep(0.05)
+    # The staging folder exists from the start of tf.saved_model.save (seconds of
+    # writing variables and the graph) until the rename: kill inside that window.
+    while (time.time() < deadline and process.poll() is None
+           and not list(directory.glob(".incomplete-*/*"))):
+        time.sleep(0.01)
+    assert process.poll() is None, f"the export exited early:\n{log.read_text()[-3000:]}"
     assert list(directory.glob(".incomplete-*")), "the export never started writing"
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()

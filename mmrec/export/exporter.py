@@ -110,9 +110,8 @@ def export_run(run: str | os.PathLike, model_dir: str | os.PathLike, k: int = 10
     if k > len(catalogue):
         logger.warning("k=%d is larger than the catalogue; using %d", k, len(catalogue))
         k = len(catalogue)
-    item_embeddings = model.refresh_item_table()
-    gates = np.concatenate([model.encode_items(tf.range(s, min(s + 2048, len(catalogue))))[1]
-                            .numpy() for s in range(0, len(catalogue), 2048)])
+    item_embeddings, gates = model.encode_catalogue()
+    model.item_table.assign(item_embeddings)
     histories, mask = last_items(log, config.data.history_length)
     indptr, items = seen_items(log)
     module = ServingModule(

@@ -146,19 +146,25 @@ class TwoTowerModel(tfrs.Model):
             candidate_ids=batch["item"] if self.remove_accidental_hits else None,
             compute_metrics=False, compute_batch_metrics=False)
 
-    def refresh_item_table(self, batch_size: int = 2048) -> np.ndarray:
-        """Re-encodes every item into the table; returns the table as NumPy."""
-        chunks = []
+    def encode_catalogue(self, batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+        """Every item's embedding [N, D] and modality gate [N, 2], in chunks."""
+        vectors, gates = [], []
         for start in range(0, self.spec.num_items, batch_size):
             items = tf.range(start, min(start + batch_size, self.spec.num_items))
-            chunks.append(self._encode_for_table(items))
-        table = tf.concat(chunks, 0)
+            chunk_vectors, chunk_gates = self._encode_for_table(items)
+            vectors.append(chunk_vectors.numpy())
+            gates.append(chunk_gates.numpy())
+        return np.concatenate(vectors), np.concatenate(gates)
+
+    def refresh_item_table(self, batch_size: int = 2048) -> np.ndarray:
+        """Re-encodes every item into the table; returns the table as NumPy."""
+        table, _ = self.encode_catalogue(batch_size)
         self.item_table.assign(table)
-        return table.numpy()
+        return table
 
     @tf.function(reduce_retracing=True)
     def _encode_for_table(self, items):
-        return self.encode_items(items, training=False)[0]
+        return self.encode_items(items, training=False)
 
     def attention_variables(self) -> list[tf.Variable]:
         """Trainable variables of the cross-modal attention, the modality gate
