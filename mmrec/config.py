@@ -183,6 +183,7 @@ class ModelConfig:
 
 JIT_MODES = ("auto", "on", "off")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+LEARNING_RATE_SCHEDULES = ("constant", "cosine")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,7 +192,9 @@ class TrainConfig:
 
     Attributes:
       epochs: at most this many passes over the training clicks.
-      learning_rate: Adam's step size.
+      learning_rate: Adam's step size (the peak, with a schedule).
+      learning_rate_schedule: "constant", or "cosine": decays the step size
+        from ``learning_rate`` to a tenth of it over ``epochs`` epochs.
       jit: "on" compiles the train step with XLA, "off" uses TensorFlow's
         kernels, "auto" compiles with a GPU and not on CPU (where XLA measured
         slower here; see docs/BENCHMARKS.md).
@@ -210,6 +213,7 @@ class TrainConfig:
 
     epochs: int = 10
     learning_rate: float = 0.003
+    learning_rate_schedule: str = "constant"
     jit: str = "auto"
     precision: str = "float32"
     logq_correction: bool = True
@@ -224,6 +228,8 @@ class TrainConfig:
             raise ValueError(f"train.epochs must be at least 1, got {self.epochs}")
         if self.learning_rate <= 0:
             raise ValueError(f"train.learning_rate must be positive, got {self.learning_rate}")
+        _check_choice("train.learning_rate_schedule", self.learning_rate_schedule,
+                      LEARNING_RATE_SCHEDULES)
         _check_choice("train.jit", self.jit, JIT_MODES)
         _check_choice("train.precision", self.precision, PRECISIONS)
         if self.table_refresh_steps < 0 or self.early_stopping_patience < 1 or self.eval_k < 1:

@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from mmrec.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from mmrec.train.run_folder import IncompleteRunError, RunFolder
-from mmrec.train.trainer import evaluate_model, load_trained, train
+from mmrec.train.trainer import evaluate_model, learning_rate, load_trained, train
 
 SHOP = {"num_items": 200, "num_users": 60, "num_clicks": 1500}
 CONFIG = RunConfig(
@@ -143,6 +143,21 @@ def test_jit_training_reports_it(tmp_path):
     check_metrics(metrics, epochs=1)
     assert metrics["jit_compile"] is True
     assert json.loads((tmp_path / "jit" / "metrics.json").read_text())["jit_compile"] is True
+
+
+def test_cosine_schedule_decays_to_a_tenth_over_the_run(tmp_path):
+    config = with_train(learning_rate_schedule="cosine")
+    metrics = train("shop", config, tmp_path / "cosine", shop=SHOP, verbose=0)
+    check_metrics(metrics, epochs=2)
+    _, data, _, _ = load_trained(tmp_path / "cosine")
+    steps = config.train.epochs * (len(data.train_examples["item"]) // config.data.batch_size)
+    schedule = learning_rate(config, data)
+    assert float(schedule(0)) == pytest.approx(config.train.learning_rate)
+    assert float(schedule(steps)) == pytest.approx(config.train.learning_rate / 10)
+    assert float(schedule(steps // 2)) == pytest.approx(0.55 * config.train.learning_rate)
+    assert learning_rate(CONFIG, data) == CONFIG.train.learning_rate
+    with pytest.raises(ValueError, match="train.learning_rate_schedule must be one of"):
+        TrainConfig(learning_rate_schedule="step")
 
 
 @pytest.mark.slow

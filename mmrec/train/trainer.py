@@ -103,6 +103,23 @@ def check_config(config: RunConfig, data: PreparedData) -> None:
                          "images or image features")
 
 
+def learning_rate(config: RunConfig, data: PreparedData):
+    """Adam's step size: a constant, or a cosine decay over the whole run.
+
+    The schedule counts optimizer steps, which the checkpoint keeps, so a
+    resumed run continues the decay where it stopped.
+    """
+    train_config = config.train
+    if train_config.learning_rate_schedule == "constant":
+        return train_config.learning_rate
+    examples = len(data.train_examples["item"])
+    batch = config.data.batch_size
+    steps_per_epoch = examples // batch if examples >= batch else 1
+    return tf.keras.optimizers.schedules.CosineDecay(
+        train_config.learning_rate, decay_steps=train_config.epochs * steps_per_epoch,
+        alpha=0.1)
+
+
 def build_model(config: RunConfig, data: PreparedData) -> TwoTowerModel:
     model = TwoTowerModel(config.model, CatalogueSpec.from_features(data.features),
                           history_length=config.data.history_length,
@@ -260,7 +277,7 @@ def train(dataset: str, config: RunConfig, out: str | Path, *, resume: bool = Fa
     strategy = tf.distribute.get_strategy()
     with strategy.scope():
         model = build_model(config, data)
-        model.compile(optimizer=tf.keras.optimizers.Adam(config.train.learning_rate),
+        model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate(config, data)),
                       jit_compile=jit)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
     manager = tf.train.CheckpointManager(checkpoint, str(folder.checkpoints_dir), max_to_keep=2)
