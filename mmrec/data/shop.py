@@ -100,7 +100,7 @@ _DESCRIPTION_TEMPLATES = (
 _PLURAL_CATEGORIES = frozenset({"trousers", "sandals", "sneakers", "ankle boots"})
 
 _FOREGROUND_THRESHOLD = 30   # pixel values above this are product, not background
-MIN_SESSION_GAP_S = 3600    # at least an hour between one session's end and the next
+MIN_SESSION_GAP_S = 3600     # at least an hour between one session's end and the next
 _MEAN_CLICK_GAP_S = 60.0     # within a session, clicks come about a minute apart
 _MAX_CLICK_GAP_S = 1800
 

@@ -26,6 +26,7 @@ from typing import Sequence
 import numpy as np
 
 from mmrec.data.interactions import Interactions
+from mmrec.data.shop import MIN_SESSION_GAP_S
 from mmrec.data.splits import Split
 from mmrec.evaluate.metrics import Scorer, expected_rank_metrics, rank_queries
 from mmrec.evaluate.queries import EvaluationQueries
@@ -306,13 +307,16 @@ class ShopAttributeScorer(Baseline):
     """
 
     def __init__(self, ground_truth, smoothing: float = 2.0, focus_weight: float = 0.5,
-                 popularity_weight: float = 0.75, session_gap_s: float = 3600.0) -> None:
+                 popularity_weight: float = 0.75,
+                 session_gap_s: float = MIN_SESSION_GAP_S) -> None:
         if ground_truth is None or not hasattr(ground_truth, "item_attributes"):
             raise ValueError("ShopAttributeScorer needs the ground truth of a generated shop; "
                              "this data set has none")
         if smoothing <= 0:
             raise ValueError(f"smoothing must be > 0; got {smoothing}")
-        self.codes = list(ground_truth.item_attributes.values())
+        # Per attribute group: item codes [N] and each value's catalogue share.
+        self.groups = [(codes, np.bincount(codes) / len(codes))
+                       for codes in ground_truth.item_attributes.values()]
         self.category = ground_truth.item_attributes["category"]
         self.smoothing, self.focus_weight = smoothing, focus_weight
         self.popularity_weight, self.session_gap_s = popularity_weight, session_gap_s
@@ -338,10 +342,8 @@ class ShopAttributeScorer(Baseline):
                            len(query_indices), axis=0)
         for row, query in enumerate(query_indices):
             earlier = queries.exclude_items_of(int(query))
-            for codes in self.codes:
-                num_values = int(codes.max()) + 1
-                shares = np.bincount(codes, minlength=num_values) / len(codes)
-                picked = np.bincount(codes[earlier], minlength=num_values)
+            for codes, shares in self.groups:
+                picked = np.bincount(codes[earlier], minlength=len(shares))
                 estimate = np.log((picked + self.smoothing)
                                   / (len(earlier) * shares + self.smoothing))
                 scores[row] += estimate[codes]
