@@ -322,6 +322,8 @@ class ShopAttributeScorer(Baseline):
         self.popularity_weight, self.session_gap_s = popularity_weight, session_gap_s
         self.log_counts: np.ndarray | None = None
         self.interactions: Interactions | None = None
+        self.chronological: np.ndarray | None = None   # rows in time order
+        self.position: np.ndarray | None = None        # each row's place in it
 
     def fit(self, interactions: Interactions, split: Split,
             num_items: int) -> "ShopAttributeScorer":
@@ -331,6 +333,9 @@ class ShopAttributeScorer(Baseline):
         self.log_counts = np.log1p(np.bincount(interactions.item[split.train],
                                                minlength=num_items))
         self.interactions = interactions
+        self.chronological = interactions.chronological_order()
+        self.position = np.empty(len(self.chronological), dtype=np.int64)
+        self.position[self.chronological] = np.arange(len(self.chronological))
         return self
 
     def score(self, queries: EvaluationQueries, query_indices: np.ndarray) -> np.ndarray:
@@ -354,11 +359,8 @@ class ShopAttributeScorer(Baseline):
 
     def _previous_rows(self, rows: np.ndarray) -> np.ndarray:
         """The same user's click just before each row if within the session gap, else -1."""
-        log = self.interactions
-        order = log.chronological_order()
-        position = np.empty(len(order), dtype=np.int64)
-        position[order] = np.arange(len(order))
-        before = order[np.maximum(position[rows] - 1, 0)]
+        log, position = self.interactions, self.position
+        before = self.chronological[np.maximum(position[rows] - 1, 0)]
         same_session = ((position[rows] > 0) & (log.user[before] == log.user[rows])
                         & (log.timestamp[rows] - log.timestamp[before] < self.session_gap_s))
         return np.where(same_session, before, -1)
