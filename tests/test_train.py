@@ -21,6 +21,7 @@ import pytest
 import tensorflow as tf
 
 from mmrec.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from mmrec.features.pipeline import make_dataset
 from mmrec.train.run_folder import IncompleteRunError, RunFolder
 from mmrec.train.trainer import evaluate_model, learning_rate, load_trained, train
 
@@ -153,13 +154,17 @@ def test_cosine_schedule_decays_to_a_tenth_over_the_run(tmp_path):
     metrics = train("shop", config, tmp_path / "cosine", shop=SHOP, verbose=0)
     check_metrics(metrics, epochs=2)
     _, data, _, _ = load_trained(tmp_path / "cosine")
-    steps = config.train.epochs * (len(data.train_examples["item"]) // config.data.batch_size)
-    schedule = learning_rate(config, data)
+    steps_per_epoch = len(data.train_examples["item"]) // config.data.batch_size
+    # the trainer sizes the schedule by the batches its pipeline yields
+    batches = make_dataset(data.train_examples, None, config.data, training=True)
+    assert int(batches.cardinality()) == steps_per_epoch
+    steps = config.train.epochs * steps_per_epoch
+    schedule = learning_rate(config.train, steps_per_epoch)
     assert float(schedule(0)) == pytest.approx(config.train.learning_rate)
     assert float(schedule(steps)) == pytest.approx(config.train.learning_rate / 10)
     assert float(schedule(steps // 2)) == pytest.approx(0.55 * config.train.learning_rate)
     constant = with_train(learning_rate_schedule="constant")
-    assert learning_rate(constant, data) == constant.train.learning_rate
+    assert learning_rate(constant.train, steps_per_epoch) == constant.train.learning_rate
     with pytest.raises(ValueError, match="train.learning_rate_schedule must be one of"):
         TrainConfig(learning_rate_schedule="step")
 

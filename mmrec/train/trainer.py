@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from mmrec.config import DataConfig, RunConfig
+from mmrec.config import DataConfig, RunConfig, TrainConfig
 from mmrec.data.dataset import Dataset
 from mmrec.data.registry import load_dataset
 from mmrec.data.splits import Split, make_split
@@ -103,21 +103,16 @@ def check_config(config: RunConfig, data: PreparedData) -> None:
                          "images or image features")
 
 
-def learning_rate(config: RunConfig, data: PreparedData):
+def learning_rate(config: TrainConfig, steps_per_epoch: int):
     """Adam's step size: a constant, or a cosine decay over the whole run.
 
     The schedule counts optimizer steps, which the checkpoint keeps, so a
     resumed run continues the decay where it stopped.
     """
-    train_config = config.train
-    if train_config.learning_rate_schedule == "constant":
-        return train_config.learning_rate
-    examples = len(data.train_examples["item"])
-    batch = config.data.batch_size
-    steps_per_epoch = examples // batch if examples >= batch else 1
+    if config.learning_rate_schedule == "constant":
+        return config.learning_rate
     return tf.keras.optimizers.schedules.CosineDecay(
-        train_config.learning_rate, decay_steps=train_config.epochs * steps_per_epoch,
-        alpha=0.1)
+        config.learning_rate, decay_steps=config.epochs * steps_per_epoch, alpha=0.1)
 
 
 def build_model(config: RunConfig, data: PreparedData) -> TwoTowerModel:
@@ -274,11 +269,13 @@ def train(dataset: str, config: RunConfig, out: str | Path, *, resume: bool = Fa
         data.features.save(folder.features_dir)
         folder.write_split(data.split)
 
+    batches = make_dataset(data.train_examples, None, config.data, training=True)
+    steps_per_epoch = int(batches.cardinality())
     strategy = tf.distribute.get_strategy()
     with strategy.scope():
         model = build_model(config, data)
-        model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate(config, data)),
-                      jit_compile=jit)
+        model.compile(optimizer=tf.keras.optimizers.Adam(
+            learning_rate(config.train, steps_per_epoch)), jit_compile=jit)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
     manager = tf.train.CheckpointManager(checkpoint, str(folder.checkpoints_dir), max_to_keep=2)
     best = tf.train.Checkpoint(model=model)
@@ -292,7 +289,6 @@ def train(dataset: str, config: RunConfig, out: str | Path, *, resume: bool = Fa
         state["history"] = [h for h in state.get("history", []) if h["epoch"] <= initial_epoch]
         logger.info("resuming after epoch %d from %s", initial_epoch, manager.latest_checkpoint)
 
-    batches = make_dataset(data.train_examples, None, config.data, training=True)
     monitor = TrainingMonitor(model, data, config, folder, manager, best, state)
     started = time.perf_counter()
     if initial_epoch < config.train.epochs and not (
