@@ -11,7 +11,7 @@ Commands mirror the data flow, each a thin layer over the Python API:
     mmrec export        --run runs/ml --model-dir saved_models/mmrec [--k 100]
     mmrec recommend     --user 196 [-k 10] [--model-dir DIR] [--json] [--sheet recs.png]
     mmrec bench quality --dataset movielens-100k [--seeds 1,2,3] [--json FILE]
-    mmrec bench throughput --dataset shop [--json FILE]
+    mmrec bench throughput --dataset shop [--precisions float32,mixed_bfloat16] [--json FILE]
     mmrec bench latency --model-dir saved_models/mmrec [--run runs/ml] [--json FILE]
     mmrec bench ann     --model-dir saved_models/mmrec [--items 1000000] [--json FILE]
 
@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 
 import mmrec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
-from mmrec.config import DataConfig, RunConfig
+from mmrec.config import PRECISIONS, DataConfig, RunConfig
 from mmrec.data.problems import DataError
 
 
@@ -147,8 +147,12 @@ def cmd_bench_quality(args: argparse.Namespace) -> int:
 
 def cmd_bench_throughput(args: argparse.Namespace) -> int:
     from mmrec.bench.throughput import format_throughput_table, run_throughput_benchmark
+    precisions = tuple(p.strip() for p in args.precisions.split(",") if p.strip())
+    unknown = sorted(set(precisions) - set(PRECISIONS))
+    if unknown or not precisions:
+        raise ValueError(f"--precisions: unknown {unknown or 'empty list'}; known: {PRECISIONS}")
     report = run_throughput_benchmark(args.dataset, steps=args.steps,
-                                      base=read_run_config(args.config))
+                                      base=read_run_config(args.config), precisions=precisions)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     print(format_throughput_table(report))
@@ -295,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     throughput.add_argument("--dataset", required=True)
     throughput.add_argument("--config", help="TOML file")
     throughput.add_argument("--steps", type=int, default=30, help="timed steps per setting")
+    throughput.add_argument("--precisions", default="float32",
+                            help="comma-separated, e.g. float32,mixed_bfloat16 (mixed needs a GPU "
+                                 "to pay off)")
     throughput.add_argument("--json", help="write the report to this file")
     throughput.set_defaults(handler=cmd_bench_throughput)
     latency = bench_commands.add_parser("latency", help="export, load and recommend timings")

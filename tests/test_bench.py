@@ -22,3 +22,29 @@ def test_quality_benchmark_runs_the_baselines_and_writes_json(tmp_path):
     table = format_quality_table(report)
     assert "| oracle |" in table and "| EASE |" in table
     assert report["cold_start"] == {}  # no model system asked for
+
+
+def test_throughput_benchmark_times_each_precision_with_xla_on_and_off():
+    from mmrec.bench.throughput import format_throughput_table, run_throughput_benchmark
+    from mmrec.config import DataConfig, ModelConfig, RunConfig
+
+    base = RunConfig(data=DataConfig(batch_size=64, history_length=4),
+                     model=ModelConfig(embedding_dim=16, token_dim=16))
+    report = run_throughput_benchmark("movielens-100k", steps=2, base=base,
+                                      precisions=("float32", "mixed_bfloat16"))
+    settings = {(r["model"], r["precision"], r["jit_compile"]) for r in report["results"]}
+    assert settings == {(model, precision, jit) for model in ("mmrec (full)", "TFRS two-tower")
+                        for precision in ("float32", "mixed_bfloat16") for jit in (False, True)}
+    for row in report["results"]:
+        assert row["examples_per_second"] > 0
+        if not row["jit_compile"]:
+            assert row["xla_speedup"] == 1.0
+    assert "| mmrec (full) | mixed_bfloat16 | on |" in format_throughput_table(report)
+
+
+def test_throughput_command_refuses_an_unknown_precision(capsys):
+    from mmrec.cli import main
+
+    assert main(["bench", "throughput", "--dataset", "movielens-100k",
+                 "--precisions", "float32,float8"]) == 2
+    assert "float8" in capsys.readouterr().err

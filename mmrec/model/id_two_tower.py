@@ -21,6 +21,8 @@ from __future__ import annotations
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from mmrec.model.retrieval_task import Float32Retrieval
+
 
 class IdTwoTower(tfrs.Model):
     """User-id and item-id embeddings with TFRS's retrieval loss."""
@@ -29,7 +31,7 @@ class IdTwoTower(tfrs.Model):
         super().__init__(**kwargs)
         self.user_embedding = tf.keras.layers.Embedding(num_users + 1, dim, name="user_id")
         self.item_embedding = tf.keras.layers.Embedding(num_items, dim, name="item_id")
-        self.task = tfrs.tasks.Retrieval()
+        self.task = Float32Retrieval()
 
     def compute_loss(self, batch, training=False) -> tf.Tensor:
         return self.task(self.user_embedding(batch["user"]), self.item_embedding(batch["item"]),

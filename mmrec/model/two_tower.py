@@ -36,6 +36,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from mmrec.config import ModelConfig
+from mmrec.model.retrieval_task import Float32Retrieval
 from mmrec.model.towers import CatalogueSpec, ItemTower, UserTower
 
 ATTENTION_LAYERS = ("text_to_image_attention", "image_to_text_attention", "modality_gate",
@@ -65,8 +66,9 @@ class TwoTowerModel(tfrs.Model):
         self.remove_accidental_hits = remove_accidental_hits
         self.item_tower = ItemTower(config, spec, name="item_tower")
         self.user_tower = UserTower(config, history_length, num_users, name="user_tower")
-        self.task = tfrs.tasks.Retrieval(temperature=config.temperature,
-                                         remove_accidental_hits=remove_accidental_hits)
+        # float32 under a mixed policy too; the towers return float32 vectors.
+        self.task = Float32Retrieval(temperature=config.temperature,
+                                     remove_accidental_hits=remove_accidental_hits)
         # Untracked: item features and the derived embedding table are inputs,
         # not weights; checkpoints stay small and hold only what is learned.
         object.__setattr__(self, "_feature_tables", {})
