@@ -105,6 +105,25 @@ def test_item_embeddings_are_unit_vectors_and_gates_split_between_modalities(mod
     assert np.ptp(gate[both, 0]) > 1e-3
 
 
+def test_image_statistics_are_learnt_in_training_and_fixed_when_serving(features):
+    """Batch normalisation in the image encoder: training steps move its moving
+    statistics, and outside training an item's vector does not depend on which
+    other items share its batch (a served catalogue is encoded in chunks)."""
+    model = build(features)
+    model.encode_items(tf.constant([BOTH]))  # builds the layers
+    norms = [layer for layer in model.item_tower.image_encoder.stages
+             if isinstance(layer, tf.keras.layers.BatchNormalization)]
+    assert len(norms) == len(TINY.image_channels)
+    before = norms[0].moving_mean.numpy().copy()
+    model.encode_items(tf.range(BOTH, BOTH + 32), training=True)
+    assert np.abs(norms[0].moving_mean.numpy() - before).max() > 0
+    alone, _ = model.encode_items(tf.constant([BOTH]))
+    among, _ = model.encode_items(tf.range(BOTH, BOTH + 32))
+    np.testing.assert_allclose(alone.numpy()[0], among.numpy()[0], rtol=1e-5, atol=1e-6)
+    trained, _ = model.encode_items(tf.range(BOTH, BOTH + 32), training=True)
+    assert np.abs(trained.numpy()[0] - among.numpy()[0]).max() > 1e-4  # batch statistics
+
+
 @pytest.mark.parametrize("fusion", ["cross_attention", "concat"])
 def test_item_without_picture_is_masked_not_fed_zero_pixels(features, fusion):
     model = build(features, dataclasses.replace(TINY, fusion=fusion))

@@ -8,6 +8,10 @@ the item vector comes from each side. Masks carry missing modalities: an item
 without a picture gets no image contribution and a gate of 1.0 on text (not a
 zero-filled fake picture), an item with no text the reverse.
 
+The block is pre-norm: queries, keys and values are layer-normalised, the
+updates are added to the unnormalised tokens, so the magnitudes the encoders
+produce (a picture's brightness, say) survive into the item vector.
+
 The attention layers are named ``text_to_image_attention`` and
 ``image_to_text_attention`` and the gate ``modality_gate``, so a fine-tuning job
 can find and train them alone.
@@ -70,18 +74,17 @@ class CrossModalFusion(tf.keras.layers.Layer):
         patch_mask = tf.ones(tf.shape(image_tokens)[:2], dtype=tf.bool)
         # Keys of a missing modality are masked and the update is multiplied
         # by the presence flag, so nothing flows from a modality that is absent.
+        text_normed, image_normed = self.text_norm(text_states), self.image_norm(image_tokens)
         text_update = self.text_to_image(
-            text_states, image_tokens,
+            text_normed, image_normed,
             attention_mask=tf.logical_and(token_mask[:, :, None], patch_mask[:, None, :]),
             training=training)
         image_update = self.image_to_text(
-            image_tokens, text_states,
+            image_normed, text_normed,
             attention_mask=tf.logical_and(patch_mask[:, :, None], token_mask[:, None, :]),
             training=training)
-        text_states = self.text_norm(
-            text_states + text_update * tf.cast(has_image, text_update.dtype)[:, None, None])
-        image_tokens = self.image_norm(
-            image_tokens + image_update * tf.cast(has_text, image_update.dtype)[:, None, None])
+        text_states += text_update * tf.cast(has_image, text_update.dtype)[:, None, None]
+        image_tokens += image_update * tf.cast(has_text, image_update.dtype)[:, None, None]
         text_vector = masked_mean(text_states, token_mask)
         image_vector = tf.reduce_mean(image_tokens, 1)
         gate = masked_gate(self.gate(tf.concat([text_vector, image_vector], -1)),

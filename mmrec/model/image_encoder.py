@@ -14,6 +14,18 @@ Example:
 
 A 28-pixel picture becomes a 7 x 7 map after two stages, pooled in 2 x 2
 cells (the edge cells are partial) to a 4 x 4 grid.
+
+Two choices, measured together on the shop (1 seed, 3 epochs, no item-id
+vector; docs/BENCHMARKS.md): batch normalisation in every stage, and no layer
+normalisation of the patch tokens. Without batch normalisation every picture
+starts as nearly the same vector (all-positive ReLU features share one
+direction), and the image side learnt far slower than the text side. A layer
+norm per patch divides out the patch's overall activation, which is largely
+the picture's brightness, and brightness is what tells a dark coat from a
+light one. Together with pre-norm cross-modal attention the full shop model
+went from test NDCG@10 0.0234 (4 epochs) to 0.0308 (3 epochs).
+Batch statistics are used in training; the moving averages (updated by
+training steps) when encoding the item table, evaluating and serving.
 """
 
 from __future__ import annotations
@@ -30,11 +42,12 @@ class ImageEncoder(tf.keras.layers.Layer):
         self.stages = []
         for i, width in enumerate(self.channels):
             self.stages += [
-                tf.keras.layers.Conv2D(width, 3, padding="same", activation="relu",
+                tf.keras.layers.Conv2D(width, 3, padding="same", use_bias=False,
                                        name=f"conv_{i}"),
+                tf.keras.layers.BatchNormalization(name=f"batch_norm_{i}"),
+                tf.keras.layers.ReLU(name=f"relu_{i}"),
                 tf.keras.layers.MaxPool2D(2, name=f"pool_{i}")]
         self.project = tf.keras.layers.Dense(dim, name="patch_projection")
-        self.norm = tf.keras.layers.LayerNormalization(name="norm")
 
     def build(self, input_shape):
         size = int(input_shape[1])
@@ -57,11 +70,11 @@ class ImageEncoder(tf.keras.layers.Layer):
     def call(self, images, training=False):
         maps = tf.cast(images, self.compute_dtype) / 255.0
         for stage in self.stages:
-            maps = stage(maps)
+            maps = stage(maps, training=training)
         maps = tf.nn.avg_pool2d(maps, self.pool, self.pool, "SAME")
         patches = tf.reshape(maps, [-1, self.num_patches, maps.shape[-1]])
         positions = self.patch_positions(tf.range(self.num_patches))[None]
-        return self.norm(self.project(patches) + tf.cast(positions, patches.dtype))
+        return self.project(patches) + tf.cast(positions, patches.dtype)
 
     def get_config(self):
         return {**super().get_config(), "channels": self.channels, "grid": self.grid,
