@@ -48,3 +48,16 @@ def test_throughput_command_refuses_an_unknown_precision(capsys):
     assert main(["bench", "throughput", "--dataset", "movielens-100k",
                  "--precisions", "float32,float8"]) == 2
     assert "float8" in capsys.readouterr().err
+
+
+def test_an_ablation_equal_to_the_full_model_is_not_trained_twice():
+    from mmrec.config import DataConfig, ModelConfig, RunConfig
+
+    base = RunConfig(data=DataConfig(batch_size=64, history_length=4, max_text_tokens=12,
+                                     vocab_size=200),
+                     model=ModelConfig(embedding_dim=16, token_dim=16, image_channels=(8,),
+                                       item_id_embedding=False))
+    report = run_quality_benchmark("shop", seeds=(1,), epochs=1, shop=SHOP, base=base,
+                                   systems=("mmrec (full)", "no item id"), cold_item_share=0)
+    assert set(report["main"]) == {"mmrec (full)"}
+    assert report["main"]["mmrec (full)"]["test"]["NDCG@10"]["mean"] >= 0

@@ -166,6 +166,10 @@ def run_quality_benchmark(dataset: str, *, seeds=(1, 2, 3), epochs: int = 8,
             if not wanted(name) or not applicable(name, has_images):
                 continue
             model_config = dataclasses.replace(base.model, **ABLATIONS[name])
+            if name != "mmrec (full)" and model_config == base.model:
+                logger.info("%s skipped: the same model as mmrec (full) under this config",
+                            name)
+                continue
             model_runs, seconds = [], []
             for seed in table_seeds:
                 config = RunConfig(data=dataclasses.replace(data_config, seed=seed),
