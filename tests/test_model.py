@@ -365,6 +365,14 @@ def test_impossible_model_configs_are_refused(changes, message):
         ModelConfig(**changes)
 
 
+def test_shipped_shop_config_loads_and_turns_the_item_id_vector_off():
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "configs" / "shop.toml"
+    config = RunConfig.from_toml(path)
+    assert config.model.item_id_embedding is False
+    assert config.model == dataclasses.replace(ModelConfig(), item_id_embedding=False)
+
+
 def test_run_config_refuses_unknown_keys_and_tables():
     with pytest.raises(ValueError, match=r"unknown model config key\(s\) \['embeding_dim'\]"):
         RunConfig.from_dict({"model": {"embeding_dim": 8}})
