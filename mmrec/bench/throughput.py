@@ -19,7 +19,7 @@ import time
 
 import tensorflow as tf
 
-from mmrec.config import RunConfig
+from mmrec.config import PRECISIONS, RunConfig
 from mmrec.features.pipeline import make_dataset
 from mmrec.model.id_two_tower import IdTwoTower
 from mmrec.train.runtime import has_gpu, seed_everything, set_precision
@@ -54,7 +54,10 @@ def _compiled(model: tf.keras.Model, optimizer, jit: bool) -> tf.keras.Model:
 
 def run_throughput_benchmark(dataset: str, *, steps: int = 30, base: RunConfig | None = None,
                              precisions: tuple[str, ...] = ("float32",)) -> dict:
-    """Times the train step of both models with XLA on and off."""
+    """Times the train step of both models with XLA on and off, per precision."""
+    unknown = sorted(set(precisions) - set(PRECISIONS))
+    if unknown or not precisions:
+        raise ValueError(f"precisions: unknown {unknown or 'empty list'}; known: {PRECISIONS}")
     base = base or RunConfig()
     data = prepare_data(load_run_dataset(dataset, base.data), base.data)
     results = []
