@@ -184,6 +184,7 @@ class ModelConfig:
 JIT_MODES = ("auto", "on", "off")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 LEARNING_RATE_SCHEDULES = ("constant", "cosine")
+IMAGE_PRETRAINING = ("none", "fashion-mnist")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,6 +211,13 @@ class TrainConfig:
       early_stopping_patience: epochs without a better validation NDCG@10
         before training stops.
       eval_k: the cut-off of the validation metric that picks the best epoch.
+      image_pretraining: "fashion-mnist" teaches the image encoder to classify
+        and reconstruct the Fashion-MNIST photos that are not in the
+        catalogue before it learns from clicks (28x28 grayscale catalogues
+        such as the shop; mmrec/train/image_pretraining.py); "none" starts
+        from random weights. Skipped, with a log line and a note in
+        metrics.json, when the model has no image encoder.
+      image_pretraining_epochs: passes over the pretraining pictures.
       seed: seeds weights, dropout and shuffling.
     """
 
@@ -223,6 +231,8 @@ class TrainConfig:
     table_refresh_steps: int = 100
     early_stopping_patience: int = 3
     eval_k: int = 10
+    image_pretraining: str = "none"
+    image_pretraining_epochs: int = 3
     seed: int = 42
 
     def __post_init__(self) -> None:
@@ -234,6 +244,10 @@ class TrainConfig:
                       LEARNING_RATE_SCHEDULES)
         _check_choice("train.jit", self.jit, JIT_MODES)
         _check_choice("train.precision", self.precision, PRECISIONS)
+        _check_choice("train.image_pretraining", self.image_pretraining, IMAGE_PRETRAINING)
+        if self.image_pretraining_epochs < 1:
+            raise ValueError(f"train.image_pretraining_epochs must be at least 1, got "
+                             f"{self.image_pretraining_epochs}")
         if self.table_refresh_steps < 0 or self.early_stopping_patience < 1 or self.eval_k < 1:
             raise ValueError("train.table_refresh_steps must be >= 0, "
                              "early_stopping_patience and eval_k >= 1")

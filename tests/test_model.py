@@ -365,12 +365,12 @@ def test_impossible_model_configs_are_refused(changes, message):
         ModelConfig(**changes)
 
 
-def test_shipped_shop_config_loads_and_turns_the_item_id_vector_off():
+def test_shipped_shop_config_turns_the_id_vector_off_and_pretrains_the_cnn():
     from pathlib import Path
     path = Path(__file__).resolve().parents[1] / "configs" / "shop.toml"
     config = RunConfig.from_toml(path)
-    assert config.model.item_id_embedding is False
     assert config.model == dataclasses.replace(ModelConfig(), item_id_embedding=False)
+    assert config.train == dataclasses.replace(TrainConfig(), image_pretraining="fashion-mnist")
 
 
 def test_run_config_refuses_unknown_keys_and_tables():

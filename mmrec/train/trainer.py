@@ -34,6 +34,7 @@ from mmrec.features.item_features import ItemFeatures, prepare_item_features
 from mmrec.features.pipeline import make_dataset
 from mmrec.model.towers import CatalogueSpec
 from mmrec.model.two_tower import TwoTowerModel
+from mmrec.train.image_pretraining import pretrain_model_images
 from mmrec.train.run_folder import IncompleteRunError, RunFolder
 from mmrec.train.runtime import (
     describe_jit,
@@ -274,6 +275,9 @@ def train(dataset: str, config: RunConfig, out: str | Path, *, resume: bool = Fa
     strategy = tf.distribute.get_strategy()
     with strategy.scope():
         model = build_model(config, data)
+        if config.train.image_pretraining != "none" and not resume:
+            state["image_pretraining"] = pretrain_model_images(
+                model, data.features, config.train, jit_compile=jit, verbose=verbose)
         model.compile(optimizer=tf.keras.optimizers.Adam(
             learning_rate(config.train, steps_per_epoch)), jit_compile=jit)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
@@ -305,6 +309,7 @@ def train(dataset: str, config: RunConfig, out: str | Path, *, resume: bool = Fa
         "dataset": dataset, "jit_compile": jit, "precision": config.train.precision,
         "best_epoch": state.get("best_epoch"), "epochs_done": state.get("epochs_done"),
         "train_seconds": round(train_seconds, 1), "history": state.get("history", []),
+        "image_pretraining": state.get("image_pretraining"),
         "valid": evaluate_model(model, data.valid, data),
         "test": evaluate_model(model, data.test, data)}
     folder.write_json(folder.metrics_file, metrics)
