@@ -100,7 +100,6 @@ def pretrain_image_encoder(encoder: ImageEncoder, images: np.ndarray,
             tf.keras.layers.Flatten()(patches))}
     losses = {"reconstruction": "mse"}
     metrics = {}
-    targets = {"reconstruction": images.reshape(len(images), -1).astype(np.float32) / 255.0}
     if labels is not None:
         labels = np.asarray(labels, dtype=np.int64)
         outputs["class"] = tf.keras.layers.Dense(int(labels.max()) + 1, dtype="float32",
@@ -108,14 +107,23 @@ def pretrain_image_encoder(encoder: ImageEncoder, images: np.ndarray,
             tf.keras.layers.GlobalAveragePooling1D()(patches))
         losses["class"] = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         metrics["class"] = ["accuracy"]
-        targets["class"] = labels
     pretraining = tf.keras.Model(pixels, outputs, name="image_pretraining")
     pretraining.compile(optimizer=tf.keras.optimizers.Adam(learning_rate), loss=losses,
                         metrics=metrics, jit_compile=jit_compile)
+
+    def with_targets(batch_pixels, *batch_labels):
+        # Built per batch: a float copy of every picture would be 4x the uint8 set.
+        flat = tf.reshape(batch_pixels, [tf.shape(batch_pixels)[0], -1])
+        targets = {"reconstruction": tf.cast(flat, tf.float32) / 255.0}
+        if batch_labels:
+            targets["class"] = batch_labels[0]
+        return batch_pixels, targets
+
     order = np.random.default_rng(seed).permutation(len(images))
-    batches = tf.data.Dataset.from_tensor_slices(
-        (images[order], {name: value[order] for name, value in targets.items()}))
+    columns = (images[order],) if labels is None else (images[order], labels[order])
+    batches = tf.data.Dataset.from_tensor_slices(columns)
     batches = batches.shuffle(min(len(images), 10_000), seed=seed).batch(batch_size)
+    batches = batches.map(with_targets)
     history = pretraining.fit(batches, epochs=epochs, verbose=verbose).history
     single = len(outputs) == 1  # Keras names a lone output's loss "loss"
     report = {"reconstruction_loss": [float(v) for v in history[
