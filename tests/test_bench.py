@@ -50,6 +50,31 @@ def test_throughput_command_refuses_an_unknown_precision(capsys):
     assert "float8" in capsys.readouterr().err
 
 
+def test_quality_benchmark_trains_the_tfrs_baseline_and_each_ablation():
+    from mmrec.bench.quality import ABLATIONS
+    from mmrec.config import DataConfig, ModelConfig, RunConfig
+
+    base = RunConfig(data=DataConfig(batch_size=64, history_length=4, max_text_tokens=12,
+                                     vocab_size=200),
+                     model=ModelConfig(embedding_dim=16, token_dim=16, image_channels=(8,)))
+    ablations = ("text only", "image only", "concat fusion", "mean pooling", "no item id")
+    report = run_quality_benchmark("shop", seeds=(1,), epochs=1, shop=SHOP, base=base,
+                                   systems=("TFRS two-tower",) + ablations, cold_item_share=0.1)
+    assert set(report["main"]) == {"TFRS two-tower", *ablations}
+    for name in ablations:
+        result = report["main"][name]
+        assert result["model_changes"] == ABLATIONS[name] != {}
+        assert result["train_seconds"] > 0 and len(result["runs"]) == 1
+        assert 0.0 <= result["test"]["NDCG@10"]["mean"] <= 1.0
+    assert 0.0 <= report["main"]["TFRS two-tower"]["test"]["NDCG@10"]["mean"] <= 1.0
+    # the cold-start table trains the id-only baseline and the full model only
+    assert set(report["cold_start"]) == {"TFRS two-tower"}
+    assert report["cold_start"]["TFRS two-tower"]["test"]["cold Recall@20"]["mean"] >= 0.0
+    table = format_quality_table(report)
+    for name in ("TFRS two-tower", *ablations):
+        assert f"| {name} |" in table
+
+
 def test_an_ablation_equal_to_the_full_model_is_not_trained_twice():
     from mmrec.config import DataConfig, ModelConfig, RunConfig
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import platform
 import tempfile
 import time
@@ -124,7 +125,7 @@ def run_quality_benchmark(dataset: str, *, seeds=(1, 2, 3), epochs: int = 8,
     base = base or RunConfig()
     started = time.perf_counter()
     report = {"dataset": dataset, "seeds": list(seeds), "epochs": epochs,
-              "machine": f"{platform.machine()}, {tf.config.threading.get_inter_op_parallelism_threads() or 'all'} inter-op threads, "
+              "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
                          f"GPU: {bool(tf.config.list_physical_devices('GPU'))}",
               "date": time.strftime("%Y-%m-%d"), "main": {}, "cold_start": {}}
     for table, share in (("main", 0.0), ("cold_start", cold_item_share)):
@@ -181,6 +182,7 @@ def run_quality_benchmark(dataset: str, *, seeds=(1, 2, 3), epochs: int = 8,
                 model_runs.append(metrics["test"])
                 seconds.append(metrics["train_seconds"])
                 results[name] = {"test": summarise(model_runs), "runs": model_runs,
+                                 "model_changes": ABLATIONS[name],
                                  "train_seconds": float(np.mean(seconds))}
                 save_partial()
     for run in trained_runs:
