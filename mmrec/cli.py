@@ -98,7 +98,7 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from mmrec.train.runtime import describe_jit
+    from mmrec.train.runtime import describe_jit, distribution_strategy
     from mmrec.train.trainer import train
     config = read_run_config(args.config)
     config = dataclasses.replace(config, data=with_split_options(config.data, args))
@@ -107,8 +107,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     if overrides:
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, **overrides))
     print(f"mmrec: {describe_jit(config.train.jit)}", file=sys.stderr)
-    metrics = train(args.dataset, config, args.out, resume=args.resume,
-                    verbose=1 if sys.stderr.isatty() else 2)
+    strategy = distribution_strategy(args.strategy)
+    if strategy.num_replicas_in_sync > 1:
+        print(f"mmrec: {args.strategy} strategy over {strategy.num_replicas_in_sync} replicas",
+              file=sys.stderr)
+    with strategy.scope():
+        metrics = train(args.dataset, config, args.out, resume=args.resume,
+                        verbose=1 if sys.stderr.isatty() else 2)
     print(format_metrics(metrics))
     return 0
 
@@ -222,7 +227,8 @@ def cmd_bench_ann(args: argparse.Namespace) -> int:
 def add_dataset_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True,
                         help="movielens-100k, shop, or a data folder (see docs/DATA.md)")
-    parser.add_argument("--config", help="TOML file with a [data] table")
+    parser.add_argument("--config", help="TOML config: [data], [model] and [train] tables "
+                        "(mmrec/config.py documents every key and default)")
     parser.add_argument("--split", choices=["auto", "leave_one_out", "time", "explicit"],
                         help="split scheme (default: the config's, auto)")
     parser.add_argument("--split-file", help="CSV user_id,item_id,timestamp,split")
@@ -255,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, help="at most this many epochs")
     train.add_argument("--seed", type=int, help="seeds weights, dropout and shuffling")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    train.add_argument("--strategy", choices=["default", "mirrored"], default="default",
+                       help="tf.distribute strategy: default (one device) or mirrored "
+                            "(every local GPU)")
     train.set_defaults(handler=cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="full-ranking metrics of a trained run")

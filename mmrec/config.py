@@ -165,9 +165,10 @@ class ModelConfig:
             raise ValueError(f"model.text_layers must be >= 0, got {self.text_layers}")
         if not self.image_channels or min(self.image_channels) < 1:
             raise ValueError(f"model.image_channels must be positive, got {self.image_channels}")
-        if self.token_dim % self.attention_heads:
-            raise ValueError(f"model.token_dim ({self.token_dim}) must be divisible by "
-                             f"model.attention_heads ({self.attention_heads})")
+        for name in ("token_dim", "embedding_dim"):
+            if getattr(self, name) % self.attention_heads:
+                raise ValueError(f"model.{name} ({getattr(self, name)}) must be divisible by "
+                                 f"model.attention_heads ({self.attention_heads})")
         for name, choices in (("modalities", MODALITIES), ("fusion", FUSIONS),
                               ("history_pooling", POOLINGS),
                               ("history_encoding", HISTORY_ENCODINGS)):
@@ -206,6 +207,11 @@ class TrainConfig:
         negative logits (popular items are over-sampled as negatives).
       remove_accidental_hits: do not count a batch's copy of the positive as
         a negative.
+      hard_negatives: 0 scores each click against every other item of its
+        batch; N > 0 keeps only the N highest-scoring in-batch negatives per
+        click (after the logQ correction), so the loss concentrates on the
+        items the model confuses with the positive. Must be below the batch
+        size.
       table_refresh_steps: steps between refreshes of the item-embedding table
         used for history items (0: once per epoch).
       early_stopping_patience: epochs without a better validation NDCG@10
@@ -228,6 +234,7 @@ class TrainConfig:
     precision: str = "float32"
     logq_correction: bool = True
     remove_accidental_hits: bool = True
+    hard_negatives: int = 0
     table_refresh_steps: int = 100
     early_stopping_patience: int = 3
     eval_k: int = 10
@@ -248,6 +255,9 @@ class TrainConfig:
         if self.image_pretraining_epochs < 1:
             raise ValueError(f"train.image_pretraining_epochs must be at least 1, got "
                              f"{self.image_pretraining_epochs}")
+        if self.hard_negatives < 0:
+            raise ValueError(f"train.hard_negatives must be >= 0 (0: every in-batch negative), "
+                             f"got {self.hard_negatives}")
         if self.table_refresh_steps < 0 or self.early_stopping_patience < 1 or self.eval_k < 1:
             raise ValueError("train.table_refresh_steps must be >= 0, "
                              "early_stopping_patience and eval_k >= 1")

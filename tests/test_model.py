@@ -342,6 +342,31 @@ def test_concat_ablation_has_no_cross_modal_attention_to_fine_tune(features):
     assert names and all("/history_attention/" in name for name in names)
 
 
+# --- the loss --------------------------------------------------------------------------
+
+def test_hard_negatives_keep_the_highest_scoring_in_batch_negatives(shop, features):
+    split = make_split(shop)
+    examples = build_examples(shop.interactions, split, "train", HISTORY, 200)
+    batch = next(iter(make_dataset(examples, None, DATA, training=True)))
+    batch_size = int(batch["item"].shape[0])
+
+    def loss(hard_negatives: int) -> float:
+        tf.keras.utils.set_random_seed(0)  # the same weights for every variant
+        model = TwoTowerModel(TINY, CatalogueSpec.from_features(features),
+                              history_length=HISTORY, num_users=60,
+                              num_hard_negatives=hard_negatives)
+        model.attach_item_features(features)
+        model.refresh_item_table()
+        return float(model.compute_loss(batch, training=False))
+
+    every = loss(0)
+    # keeping every negative is the plain in-batch softmax
+    np.testing.assert_allclose(loss(batch_size - 1), every, rtol=1e-5)
+    # fewer negatives, smaller partition function: the loss shrinks, never grows
+    few, one = loss(4), loss(1)
+    assert one < few < every
+
+
 # --- configuration ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("changes,message", [
@@ -349,6 +374,8 @@ def test_concat_ablation_has_no_cross_modal_attention_to_fine_tune(features):
     ({"token_dim": 0}, "model.token_dim must be at least 1"),
     ({"token_dim": 10, "attention_heads": 4},
      r"token_dim \(10\) must be divisible by model.attention_heads \(4\)"),
+    ({"embedding_dim": 10, "token_dim": 8, "attention_heads": 4},
+     r"embedding_dim \(10\) must be divisible by model.attention_heads \(4\)"),
     ({"modalities": "video"}, "model.modalities must be one of .*'video'"),
     ({"fusion": "sum"}, "model.fusion must be one of"),
     ({"history_pooling": "max"}, "model.history_pooling must be one of"),
@@ -384,6 +411,8 @@ def test_run_config_refuses_unknown_keys_and_tables():
         DataConfig(history_length=0)
     with pytest.raises(ValueError, match="train.jit must be one of"):
         TrainConfig(jit="maybe")
+    with pytest.raises(ValueError, match="train.hard_negatives must be >= 0"):
+        TrainConfig(hard_negatives=-1)
     # a valid document round-trips, TOML lists becoming tuples
     config = RunConfig(data=DATA, model=TINY, train=TrainConfig(epochs=3))
     assert RunConfig.from_dict(config.to_dict()) == config
@@ -405,16 +434,21 @@ def nondeterministic_ops():
             tf_config.enable_op_determinism()
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("history_encoding", ["table", "tower"])
+@pytest.mark.parametrize("history_encoding,hard_negatives", [
+    ("table", 4),  # the default path, keeping 4 hard negatives per click
+    pytest.param("tower", 0, marks=pytest.mark.slow)])
 def test_jit_compiled_training_step_with_images(shop, features, history_encoding,
-                                                nondeterministic_ops):
+                                                hard_negatives, nondeterministic_ops):
     config = DataConfig(batch_size=8, history_length=2, max_text_tokens=10, vocab_size=200)
     split = make_split(shop)
     examples = build_examples(shop.interactions, split, "train", config.history_length, 200)
     batches = make_dataset(examples, None, config, training=True).take(3)
-    model = build(features, dataclasses.replace(TINY, history_encoding=history_encoding),
-                  history_length=config.history_length)
+    tf.keras.utils.set_random_seed(0)
+    model = TwoTowerModel(dataclasses.replace(TINY, history_encoding=history_encoding),
+                          CatalogueSpec.from_features(features),
+                          history_length=config.history_length, num_users=60,
+                          num_hard_negatives=hard_negatives)
+    model.attach_item_features(features)
     assert model.item_tower.image_encoder is not None
     model.refresh_item_table()
     weights_before = [v.numpy() for v in model.item_tower.image_encoder.trainable_variables]

@@ -177,6 +177,54 @@ def test_jit_training_with_images(tmp_path):
     assert metrics["jit_compile"] is True
 
 
+def test_early_stopping_ends_the_run_when_validation_stops_improving(tmp_path):
+    # A step size too small to move any float32 weight (text only: no batch-norm
+    # statistics), so validation NDCG@10 never improves after epoch 1.
+    config = dataclasses.replace(
+        with_train(epochs=4, early_stopping_patience=1, learning_rate=1e-12),
+        model=dataclasses.replace(CONFIG.model, modalities="text"))
+    metrics = train("shop", config, tmp_path / "run", shop=SHOP, verbose=0)
+    values = [epoch["val_NDCG@10"] for epoch in metrics["history"]]
+    assert values[0] == values[1], "the premise: the tiny step changed validation"
+    assert metrics["epochs_done"] == 2 and metrics["best_epoch"] == 1
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["epochs_done"] == 2
+    # resuming a run that stopped early trains no further
+    again = train("shop", config, tmp_path / "run", resume=True, shop=SHOP, verbose=0)
+    assert again["epochs_done"] == 2 and again["history"] == metrics["history"]
+
+
+TRAIN_MIRRORED = """
+import json, sys
+import mmrec
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from mmrec.config import RunConfig
+from mmrec.train.runtime import distribution_strategy
+from mmrec.train.trainer import train
+config = RunConfig.from_dict(json.loads(sys.argv[1]))
+with tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).scope():
+    metrics = train("shop", config, sys.argv[2], shop=json.loads(sys.argv[3]), verbose=0)
+print("METRICS", json.dumps(metrics))
+"""
+
+
+def test_training_under_a_mirrored_strategy_with_two_replicas(tmp_path):
+    # two logical CPUs stand in for two GPUs; they must be made before
+    # TensorFlow starts, hence a fresh process
+    done = subprocess.run(
+        [sys.executable, "-c", TRAIN_MIRRORED, json.dumps(CONFIG.to_dict()),
+         str(tmp_path / "run"), json.dumps(SHOP)],
+        capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(l for l in done.stdout.splitlines() if l.startswith("METRICS "))
+    metrics = json.loads(line.removeprefix("METRICS "))
+    assert metrics["replicas"] == 2
+    check_metrics(metrics, epochs=2)
+    assert RunFolder(tmp_path / "run").missing() == []
+
+
 # --- refused before training -----------------------------------------------------------
 
 def test_incomplete_run_folder_names_the_missing_part(shop_run, tmp_path):
@@ -189,10 +237,25 @@ def test_incomplete_run_folder_names_the_missing_part(shop_run, tmp_path):
         load_trained(run)
 
 
-def test_resume_without_checkpoints_says_so(shop_run, tmp_path):
+def test_resume_before_the_first_epoch_finished_starts_over(shop_run, tmp_path):
+    # killed during epoch 1: set-up written, nothing trained yet
     run = copy_run(shop_run, tmp_path)
-    shutil.rmtree(run / "checkpoints")
-    with pytest.raises(IncompleteRunError, match="holds no finished epoch"):
+    for part in ("checkpoints", "best", "logs"):
+        shutil.rmtree(run / part)
+    (run / "state.json").unlink()
+    (run / "metrics.json").unlink()
+    metrics = train("shop", CONFIG, run, resume=True, shop=SHOP, verbose=0)
+    check_metrics(metrics, epochs=2)
+    # the same seeded run as an uninterrupted one
+    assert losses(metrics) == losses(shop_run[1])
+    assert metrics["test"] == shop_run[1]["test"]
+
+
+def test_resume_of_a_run_killed_during_set_up_says_what_to_do(shop_run, tmp_path):
+    run = copy_run(shop_run, tmp_path)
+    (run / "split.npz").unlink()
+    with pytest.raises(IncompleteRunError, match=r"stopped during its set-up.*missing split\.npz"
+                                                 r".*delete the folder"):
         train("shop", CONFIG, run, resume=True, shop=SHOP, verbose=0)
 
 
@@ -215,6 +278,23 @@ def test_eval_k_larger_than_the_catalogue_is_refused(tmp_path):
                                          r"\(200 items\)"):
         train("shop", with_train(eval_k=201), tmp_path / "run", shop=SHOP, verbose=0)
     assert not (tmp_path / "run").exists()
+
+
+def test_pictures_too_small_for_the_cnn_are_refused_before_the_folder_is_written(tmp_path):
+    config = dataclasses.replace(CONFIG, model=dataclasses.replace(
+        CONFIG.model, image_channels=(4, 4, 4, 4, 4)))  # 28 pixels, 5 halvings
+    with pytest.raises(ValueError, match=r"pictures of 28x28 pixels are too small for "
+                                         r"model.image_channels \[4, 4, 4, 4, 4\].*at most 4"):
+        train("shop", config, tmp_path / "run", shop=SHOP, verbose=0)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_refused_run_leaves_the_precision_policy_as_it_was(tmp_path):
+    assert tf.keras.mixed_precision.global_policy().name == "float32"
+    with pytest.raises(ValueError, match="train.eval_k"):
+        train("shop", with_train(precision="mixed_bfloat16", eval_k=201), tmp_path / "run",
+              shop=SHOP, verbose=0)
+    assert tf.keras.mixed_precision.global_policy().name == "float32"
 
 
 def test_image_modality_on_a_text_only_data_set_is_refused(tmp_path):
@@ -301,6 +381,29 @@ def test_killed_run_resumes_to_the_configured_epochs(killed_run, shop_run, tmp_p
     assert RunFolder(run).missing() == [] and (run / "metrics.json").exists()
 
 
+def test_an_epoch_checkpointed_but_not_recorded_is_validated_again(killed_run, tmp_path):
+    # killed after the checkpoint of its last epoch, before state.json recorded it
+    run = tmp_path / "run"
+    shutil.copytree(killed_run[0], run)
+    history = killed_run[1]["history"]
+    lost = history[-1]
+    kept = history[:-1]
+    state = {"history": kept, "epochs_done": len(kept)}
+    if kept:
+        best = max(kept, key=lambda epoch: epoch["val_NDCG@10"])
+        state.update(best_value=best["val_NDCG@10"], best_epoch=best["epoch"])
+    (run / "state.json").write_text(json.dumps(state))
+    metrics = train("shop", with_train(epochs=KILLED_EPOCHS), run, resume=True, shop=SHOP,
+                    verbose=0)
+    recovered = metrics["history"][lost["epoch"] - 1]
+    assert recovered["recovered"] is True and recovered["epoch"] == lost["epoch"]
+    assert recovered["val_NDCG@10"] == pytest.approx(lost["val_NDCG@10"], rel=1e-6)
+    assert [epoch["epoch"] for epoch in metrics["history"]] == list(range(1, KILLED_EPOCHS + 1))
+    assert metrics["epochs_done"] == KILLED_EPOCHS
+    best_value = max(epoch["val_NDCG@10"] for epoch in metrics["history"])
+    assert metrics["history"][metrics["best_epoch"] - 1]["val_NDCG@10"] == best_value
+
+
 @pytest.mark.slow
 def test_resume_reads_the_shop_options_of_the_run(killed_run, tmp_path):
     run = tmp_path / "run"
@@ -321,7 +424,7 @@ def test_cli_trains_a_data_folder_from_a_toml_config(shop_folder, tmp_path):
     (tmp_path / "tiny.toml").write_text(TINY_TOML)
     run = tmp_path / "run"
     result = mmrec_cli("train", "--dataset", str(shop_folder()), "--config",
-                       str(tmp_path / "tiny.toml"), "--out", str(run))
+                       str(tmp_path / "tiny.toml"), "--out", str(run), "--strategy", "mirrored")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "not compiled with XLA (--jit off)" in result.stderr
     assert "NDCG@10" in result.stdout and "best epoch" in result.stdout
@@ -331,6 +434,7 @@ def test_cli_trains_a_data_folder_from_a_toml_config(shop_folder, tmp_path):
     assert document["config"]["data"]["image_size"] == 8
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs_done"] == 2 and metrics["jit_compile"] is False
+    assert metrics["replicas"] == 1  # MirroredStrategy on a machine with one CPU device
     assert 0.0 <= metrics["test"]["NDCG@10"] <= 1.0
     # the run reloads in Python with the metrics it reported
     model, data, config, _ = load_trained(run)

@@ -22,7 +22,7 @@ import tensorflow as tf
 from mmrec.config import PRECISIONS, RunConfig
 from mmrec.features.pipeline import make_dataset
 from mmrec.model.id_two_tower import IdTwoTower
-from mmrec.train.runtime import has_gpu, seed_everything, set_precision
+from mmrec.train.runtime import has_gpu, precision_policy, seed_everything
 from mmrec.train.trainer import build_model, load_run_dataset, prepare_data
 
 WARMUP_STEPS = 3
@@ -63,20 +63,19 @@ def run_throughput_benchmark(dataset: str, *, steps: int = 30, base: RunConfig |
     results = []
     for precision in precisions:
         for jit in (False, True):
-            set_precision(precision)
-            seed_everything(base.train.seed, deterministic=False)
-            model = _compiled(build_model(base, data),
-                              tf.keras.optimizers.Adam(base.train.learning_rate), jit)
-            model.refresh_item_table()
-            batches = make_dataset(data.train_examples, None, base.data, training=True)
-            results.append({"model": "mmrec (full)", "jit_compile": jit, "precision": precision,
-                            **time_steps(model, batches, steps)})
-            baseline = _compiled(IdTwoTower(data.dataset.interactions.num_users,
-                                            len(data.dataset.catalogue)),
-                                 tf.keras.optimizers.Adagrad(0.1), jit)
-            results.append({"model": "TFRS two-tower", "jit_compile": jit,
-                            "precision": precision, **time_steps(baseline, batches, steps)})
-    set_precision("float32")
+            with precision_policy(precision):
+                seed_everything(base.train.seed, deterministic=False)
+                model = _compiled(build_model(base, data),
+                                  tf.keras.optimizers.Adam(base.train.learning_rate), jit)
+                model.refresh_item_table()
+                batches = make_dataset(data.train_examples, None, base.data, training=True)
+                results.append({"model": "mmrec (full)", "jit_compile": jit,
+                                "precision": precision, **time_steps(model, batches, steps)})
+                baseline = _compiled(IdTwoTower(data.dataset.interactions.num_users,
+                                                len(data.dataset.catalogue)),
+                                     tf.keras.optimizers.Adagrad(0.1), jit)
+                results.append({"model": "TFRS two-tower", "jit_compile": jit,
+                                "precision": precision, **time_steps(baseline, batches, steps)})
     for row in results:
         reference = next(r for r in results if r["model"] == row["model"]
                          and r["precision"] == row["precision"] and not r["jit_compile"])

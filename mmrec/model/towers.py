@@ -172,8 +172,7 @@ class UserTower(tf.keras.layers.Layer):
         super().__init__(**kwargs)
         self.config = config
         dim = config.embedding_dim
-        heads = config.attention_heads if dim % config.attention_heads == 0 else 1
-        self.pooling = (HistoryAttentionPooling(history_length, dim, heads,
+        self.pooling = (HistoryAttentionPooling(history_length, dim, config.attention_heads,
                                                 name="history_attention")
                         if config.history_pooling == "attention"
                         else HistoryMeanPooling(name="history_mean"))

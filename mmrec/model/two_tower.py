@@ -54,11 +54,14 @@ class TwoTowerModel(tfrs.Model):
       num_users: users with an id (for the optional user-id embedding).
       logq_correction: subtract log sampling probability from negatives.
       remove_accidental_hits: ignore in-batch copies of the positive.
+      num_hard_negatives: 0 for every in-batch negative, else only this many
+        highest-scoring negatives per query.
     """
 
     def __init__(self, config: ModelConfig, spec: CatalogueSpec, history_length: int,
                  num_users: int, logq_correction: bool = True,
-                 remove_accidental_hits: bool = True, **kwargs) -> None:
+                 remove_accidental_hits: bool = True, num_hard_negatives: int = 0,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         self.config, self.spec = config, spec
         self.history_length, self.num_users = history_length, num_users
@@ -68,7 +71,8 @@ class TwoTowerModel(tfrs.Model):
         self.user_tower = UserTower(config, history_length, num_users, name="user_tower")
         # float32 under a mixed policy too; the towers return float32 vectors.
         self.task = Float32Retrieval(temperature=config.temperature,
-                                     remove_accidental_hits=remove_accidental_hits)
+                                     remove_accidental_hits=remove_accidental_hits,
+                                     num_hard_negatives=num_hard_negatives or None)
         # Untracked: item features and the derived embedding table are inputs,
         # not weights; checkpoints stay small and hold only what is learned.
         object.__setattr__(self, "_feature_tables", {})

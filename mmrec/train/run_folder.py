@@ -12,8 +12,9 @@
       metrics.json         validation and test metrics of the best weights
       logs/                TensorBoard
 
-A run killed mid-epoch resumes from the last finished epoch; a folder that
-cannot resume says exactly which of these parts is missing.
+A run killed mid-epoch resumes from the last finished epoch (one killed in
+its first epoch starts over from the saved config, features and split); a
+folder that cannot resume says exactly which of these parts is missing.
 
 Example:
 

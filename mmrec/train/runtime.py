@@ -1,4 +1,4 @@
-"""Where and how the train step runs: XLA, precision, seeds, devices.
+"""Where and how the train step runs: XLA, precision, seeds, devices, strategy.
 
 ``jit="auto"`` compiles the train step with XLA when a GPU is present and
 uses TensorFlow's own kernels on CPU, where XLA measured about half as fast
@@ -7,13 +7,18 @@ on this model (docs/BENCHMARKS.md); ``on`` and ``off`` force it.
 Example:
 
     jit = resolve_jit("auto")           # False on a CPU-only machine
-    set_precision("mixed_bfloat16")
+    with precision_policy("mixed_bfloat16"):
+        ...                             # build and train; float32 again after
     seed_everything(42)
+    with distribution_strategy("mirrored").scope():
+        ...                             # variables mirrored on every local GPU
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from typing import Iterator
 
 import tensorflow as tf
 
@@ -43,6 +48,35 @@ def set_precision(policy: str) -> None:
     tf.keras.mixed_precision.set_global_policy(policy)
     if policy != "float32" and not has_gpu():
         logger.warning("precision %s on CPU is emulated and slow; it is meant for GPUs", policy)
+
+
+@contextlib.contextmanager
+def precision_policy(policy: str) -> Iterator[None]:
+    """Runs the block under Keras' ``policy``; the previous policy comes back
+    afterwards, also when the block raises (a refused config must not leave a
+    process in mixed precision)."""
+    previous = tf.keras.mixed_precision.global_policy().name
+    set_precision(policy)
+    try:
+        yield
+    finally:
+        tf.keras.mixed_precision.set_global_policy(previous)
+
+
+STRATEGIES = ("default", "mirrored")
+
+
+def distribution_strategy(name: str) -> tf.distribute.Strategy:
+    """"default": the strategy already in scope (none: one device);
+    "mirrored": ``tf.distribute.MirroredStrategy`` over every local GPU (the
+    CPU when there is none). Each replica takes an equal share of a batch, so
+    the in-batch softmax sees ``batch_size / replicas`` candidates per replica.
+    """
+    if name not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {name!r}")
+    if name == "default":
+        return tf.distribute.get_strategy()
+    return tf.distribute.MirroredStrategy()
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:

@@ -38,9 +38,9 @@ from mmrec.train.image_pretraining import pretrain_model_images
 from mmrec.train.run_folder import IncompleteRunError, RunFolder
 from mmrec.train.runtime import (
     describe_jit,
+    precision_policy,
     resolve_jit,
     seed_everything,
-    set_precision,
 )
 
 logger = logging.getLogger("mmrec.train")
@@ -98,10 +98,22 @@ def check_config(config: RunConfig, data: PreparedData) -> None:
     if config.data.batch_size > len(data.train_examples["item"]):
         raise ValueError(f"data.batch_size ({config.data.batch_size}) is larger than the "
                          f"{len(data.train_examples['item'])} training examples")
+    if config.train.hard_negatives >= config.data.batch_size:
+        raise ValueError(f"train.hard_negatives ({config.train.hard_negatives}) must be below "
+                         f"data.batch_size ({config.data.batch_size}): a batch holds "
+                         f"{config.data.batch_size - 1} negatives per click")
     spec = CatalogueSpec.from_features(data.features)
     if config.model.modalities == "image" and not spec.uses_image(config.model):
         raise ValueError(f"model.modalities='image' but data set {data.dataset.name!r} has no "
                          "images or image features")
+    if spec.uses_image(config.model) and spec.image_shape is not None:
+        side, stages = min(spec.image_shape[:2]), len(config.model.image_channels)
+        if side < 2 ** stages:
+            raise ValueError(f"pictures of {side}x{side} pixels are too small for "
+                             f"model.image_channels {list(config.model.image_channels)}: each "
+                             f"of the {stages} CNN stages halves the picture; use at most "
+                             f"{max(side.bit_length() - 1, 0)} stages or a larger "
+                             "data.image_size")
 
 
 def learning_rate(config: TrainConfig, steps_per_epoch: int):
@@ -121,7 +133,8 @@ def build_model(config: RunConfig, data: PreparedData) -> TwoTowerModel:
                           history_length=config.data.history_length,
                           num_users=data.dataset.interactions.num_users,
                           logq_correction=config.train.logq_correction,
-                          remove_accidental_hits=config.train.remove_accidental_hits)
+                          remove_accidental_hits=config.train.remove_accidental_hits,
+                          num_hard_negatives=config.train.hard_negatives)
     model.attach_item_features(data.features)
     return model
 
@@ -176,29 +189,46 @@ class TrainingMonitor(tf.keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self.started
         logs = logs if logs is not None else {}
-        metrics = evaluate_model(self.two_tower, self.data.valid, self.data,
-                                 ks=(10, 20, self.config.train.eval_k))
-        if self.metric not in metrics:
-            raise KeyError(f"validation metrics lack {self.metric}: {sorted(metrics)}")
-        value = float(metrics[self.metric] or 0.0)
+        value = self._validate()
         logs[f"val_{self.metric}"] = value
         examples = len(self.data.train_examples["item"])
-        record = {"epoch": epoch + 1, "loss": float(logs.get("loss", np.nan)),
-                  f"val_{self.metric}": value, "seconds": round(seconds, 2),
-                  "examples_per_second": round(examples / max(seconds, 1e-9), 1)}
-        self.state.setdefault("history", []).append(record)
-        self.state["epochs_done"] = epoch + 1
-        if value > self.state.get("best_value", -1.0):
-            self.state.update(best_value=value, best_epoch=epoch + 1)
-            self._write_best()
-        self.manager.save(checkpoint_number=epoch + 1)
-        self.folder.write_json(self.folder.state_file, self.state)
-        logger.info("epoch %d: val %s %.4f (best %.4f at epoch %d)", epoch + 1, self.metric,
-                    value, self.state["best_value"], self.state["best_epoch"])
+        self.manager.save(checkpoint_number=epoch + 1)  # first: the checkpoint is the truth
+        self._record({"epoch": epoch + 1, "loss": float(logs.get("loss", np.nan)),
+                      f"val_{self.metric}": value, "seconds": round(seconds, 2),
+                      "examples_per_second": round(examples / max(seconds, 1e-9), 1)})
         if epoch + 1 - self.state["best_epoch"] >= self.config.train.early_stopping_patience:
             logger.info("early stop: no better validation %s for %d epochs", self.metric,
                         self.config.train.early_stopping_patience)
             self.model.stop_training = True
+
+    def recover_epoch(self, epoch: int) -> None:
+        """Records an epoch whose checkpoint was saved but whose state.json
+        line was not (the process died in between): the restored weights are
+        validated again (evaluation is deterministic, so the value is the one
+        the lost line held) and may still become the best epoch."""
+        value = self._validate()
+        logger.info("epoch %d was checkpointed but not recorded; validated again", epoch)
+        self._record({"epoch": epoch, "loss": None, f"val_{self.metric}": value,
+                      "seconds": None, "examples_per_second": None, "recovered": True})
+
+    def _validate(self) -> float:
+        metrics = evaluate_model(self.two_tower, self.data.valid, self.data,
+                                 ks=(10, 20, self.config.train.eval_k))
+        if self.metric not in metrics:
+            raise KeyError(f"validation metrics lack {self.metric}: {sorted(metrics)}")
+        return float(metrics[self.metric] or 0.0)
+
+    def _record(self, record: dict) -> None:
+        """Adds an epoch to the state; a better one replaces ``best/`` first."""
+        epoch, value = record["epoch"], record[f"val_{self.metric}"]
+        self.state.setdefault("history", []).append(record)
+        self.state["epochs_done"] = epoch
+        if value > self.state.get("best_value", -1.0):
+            self.state.update(best_value=value, best_epoch=epoch)
+            self._write_best()
+        self.folder.write_json(self.folder.state_file, self.state)
+        logger.info("epoch %d: val %s %.4f (best %.4f at epoch %d)", epoch, self.metric,
+                    value, self.state["best_value"], self.state["best_epoch"])
 
     def _write_best(self) -> None:
         """Writes the best weights beside ``best/`` and swaps them in, so a kill
@@ -235,7 +265,12 @@ def train(dataset: str, config: RunConfig, out: str | Path, *, resume: bool = Fa
     folder = RunFolder(out)
     state: dict = {}
     if resume:
-        folder.check_complete(trained=False)
+        missing = folder.missing(trained=False)
+        if missing:
+            raise IncompleteRunError(
+                f"--resume: {folder.path} stopped during its set-up, before any training "
+                f"(missing {', '.join(missing)}); nothing trained is lost: delete the folder "
+                f"and train again without --resume")
         saved_config, document = folder.read_config()
         if saved_config.to_dict() != config.to_dict() or document["dataset"] != dataset:
             raise ValueError(f"--resume: {folder.path} was trained with another config or data "
@@ -246,9 +281,6 @@ def train(dataset: str, config: RunConfig, out: str | Path, *, resume: bool = Fa
                              f"not {shop}")
         shop = saved_shop
         state = folder.read_state()
-        if not tf.train.latest_checkpoint(str(folder.checkpoints_dir)):
-            raise IncompleteRunError(f"--resume: {folder.checkpoints_dir} holds no finished "
-                                     "epoch; start the run again without --resume")
     elif folder.path.exists() and any(folder.path.iterdir()):
         raise FileExistsError(f"run folder {folder.path} exists and is not empty; use --resume "
                               "to continue it or choose another --out")
@@ -257,7 +289,6 @@ def train(dataset: str, config: RunConfig, out: str | Path, *, resume: bool = Fa
     # Op determinism and XLA do not mix (XLA has no deterministic MaxPool
     # gradient): runs without XLA are bit-reproducible, compiled runs seeded.
     seed_everything(config.train.seed, deterministic=not jit)
-    set_precision(config.train.precision)
     logger.info(describe_jit(config.train.jit))
     if data is None:
         loaded = load_run_dataset(dataset, config.data, shop)
@@ -269,13 +300,24 @@ def train(dataset: str, config: RunConfig, out: str | Path, *, resume: bool = Fa
         folder.write_config(config, dataset, {"shop": shop} if shop else None)
         data.features.save(folder.features_dir)
         folder.write_split(data.split)
+    with precision_policy(config.train.precision):
+        return _fit(dataset, config, folder, data, state, jit, resume, verbose)
 
+
+def _fit(dataset: str, config: RunConfig, folder: RunFolder, data: PreparedData, state: dict,
+         jit: bool, resume: bool, verbose: int | str) -> dict:
+    """Builds the model in the current strategy's scope, trains, writes metrics."""
     batches = make_dataset(data.train_examples, None, config.data, training=True)
     steps_per_epoch = int(batches.cardinality())
+    checkpoint_path = tf.train.latest_checkpoint(str(folder.checkpoints_dir)) if resume else None
+    if resume and checkpoint_path is None:
+        logger.info("--resume: %s holds no finished epoch; training starts at epoch 1 with "
+                    "the run's saved config, item features and split", folder.checkpoints_dir)
+        state.clear()
     strategy = tf.distribute.get_strategy()
     with strategy.scope():
         model = build_model(config, data)
-        if config.train.image_pretraining != "none" and not resume:
+        if config.train.image_pretraining != "none" and checkpoint_path is None:
             state["image_pretraining"] = pretrain_model_images(
                 model, data.features, config.train, jit_compile=jit, verbose=verbose)
         model.compile(optimizer=tf.keras.optimizers.Adam(
@@ -283,17 +325,20 @@ def train(dataset: str, config: RunConfig, out: str | Path, *, resume: bool = Fa
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
     manager = tf.train.CheckpointManager(checkpoint, str(folder.checkpoints_dir), max_to_keep=2)
     best = tf.train.Checkpoint(model=model)
-    initial_epoch = 0
-    if resume:
-        checkpoint.restore(manager.latest_checkpoint)
-        # The checkpoint is the truth: a kill between saving it and writing
-        # state.json leaves state.json one epoch behind.
-        initial_epoch = int(manager.latest_checkpoint.rsplit("-", 1)[1])
-        state["epochs_done"] = initial_epoch
-        state["history"] = [h for h in state.get("history", []) if h["epoch"] <= initial_epoch]
-        logger.info("resuming after epoch %d from %s", initial_epoch, manager.latest_checkpoint)
-
     monitor = TrainingMonitor(model, data, config, folder, manager, best, state)
+    initial_epoch = 0
+    if checkpoint_path is not None:
+        checkpoint.restore(checkpoint_path)
+        initial_epoch = int(checkpoint_path.rsplit("-", 1)[1])
+        # The checkpoint is the truth: state.json may hold epochs after it
+        # (dropped here) or lack its own (validated again).
+        recorded = [h for h in state.get("history", []) if h["epoch"] <= initial_epoch]
+        state["history"] = recorded
+        state["epochs_done"] = recorded[-1]["epoch"] if recorded else 0
+        logger.info("resuming after epoch %d from %s", initial_epoch, checkpoint_path)
+        if state["epochs_done"] < initial_epoch:
+            monitor.recover_epoch(initial_epoch)
+
     started = time.perf_counter()
     if initial_epoch < config.train.epochs and not (
             state and initial_epoch - state.get("best_epoch", 0)
@@ -307,13 +352,13 @@ def train(dataset: str, config: RunConfig, out: str | Path, *, resume: bool = Fa
     best.read(str(folder.best_dir / "weights")).expect_partial()
     metrics = {
         "dataset": dataset, "jit_compile": jit, "precision": config.train.precision,
+        "replicas": tf.distribute.get_strategy().num_replicas_in_sync,
         "best_epoch": state.get("best_epoch"), "epochs_done": state.get("epochs_done"),
         "train_seconds": round(train_seconds, 1), "history": state.get("history", []),
         "image_pretraining": state.get("image_pretraining"),
         "valid": evaluate_model(model, data.valid, data),
         "test": evaluate_model(model, data.test, data)}
     folder.write_json(folder.metrics_file, metrics)
-    set_precision("float32")
     return metrics
 
 
