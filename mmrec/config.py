@@ -207,11 +207,14 @@ class TrainConfig:
         negative logits (popular items are over-sampled as negatives).
       remove_accidental_hits: do not count a batch's copy of the positive as
         a negative.
-      hard_negatives: 0 scores each click against every other item of its
-        batch; N > 0 keeps only the N highest-scoring in-batch negatives per
-        click (after the logQ correction), so the loss concentrates on the
-        items the model confuses with the positive. Must be below the batch
-        size.
+      hard_negative_share: the share of the batch kept as negatives for each
+        click: the ``round(share * batch_size)`` highest-scoring in-batch
+        negatives (after the logQ correction), so the loss concentrates on the
+        items the model confuses with the positive; 1.0 keeps every in-batch
+        negative. The default 0.5 (128 of a 256 batch) lifted MovieLens-100K
+        test NDCG@10 from 0.1081 ± 0.0037 to 0.1152 ± 0.0009 over 3 seeds and
+        widened the catalogue coverage of the top 10; a share of 1/8 made
+        the model collapse onto popular items (docs/BENCHMARKS.md).
       table_refresh_steps: steps between refreshes of the item-embedding table
         used for history items (0: once per epoch).
       early_stopping_patience: epochs without a better validation NDCG@10
@@ -234,7 +237,7 @@ class TrainConfig:
     precision: str = "float32"
     logq_correction: bool = True
     remove_accidental_hits: bool = True
-    hard_negatives: int = 0
+    hard_negative_share: float = 0.5
     table_refresh_steps: int = 100
     early_stopping_patience: int = 3
     eval_k: int = 10
@@ -255,12 +258,18 @@ class TrainConfig:
         if self.image_pretraining_epochs < 1:
             raise ValueError(f"train.image_pretraining_epochs must be at least 1, got "
                              f"{self.image_pretraining_epochs}")
-        if self.hard_negatives < 0:
-            raise ValueError(f"train.hard_negatives must be >= 0 (0: every in-batch negative), "
-                             f"got {self.hard_negatives}")
+        if not 0.0 < self.hard_negative_share <= 1.0:
+            raise ValueError(f"train.hard_negative_share must be in (0, 1] (1: every in-batch "
+                             f"negative), got {self.hard_negative_share}")
         if self.table_refresh_steps < 0 or self.early_stopping_patience < 1 or self.eval_k < 1:
             raise ValueError("train.table_refresh_steps must be >= 0, "
                              "early_stopping_patience and eval_k >= 1")
+
+    def hard_negative_count(self, batch_size: int) -> int:
+        """Negatives kept per click in a batch of ``batch_size``; 0 means all."""
+        if self.hard_negative_share >= 1.0:
+            return 0
+        return min(batch_size - 1, max(1, round(self.hard_negative_share * batch_size)))
 
 
 def _from_table(cls, values: dict, prefix: str):

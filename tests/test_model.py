@@ -367,6 +367,14 @@ def test_hard_negatives_keep_the_highest_scoring_in_batch_negatives(shop, featur
     assert one < few < every
 
 
+def test_hard_negative_share_sizes_the_count_by_the_batch():
+    assert TrainConfig().hard_negative_count(256) == 128  # the default share, 0.5
+    assert TrainConfig(hard_negative_share=1.0).hard_negative_count(256) == 0  # all
+    assert TrainConfig(hard_negative_share=0.125).hard_negative_count(256) == 32
+    assert TrainConfig(hard_negative_share=0.001).hard_negative_count(64) == 1
+    assert TrainConfig(hard_negative_share=0.999).hard_negative_count(64) == 63
+
+
 # --- configuration ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("changes,message", [
@@ -397,7 +405,9 @@ def test_shipped_shop_config_turns_the_id_vector_off_and_pretrains_the_cnn():
     path = Path(__file__).resolve().parents[1] / "configs" / "shop.toml"
     config = RunConfig.from_toml(path)
     assert config.model == dataclasses.replace(ModelConfig(), item_id_embedding=False)
-    assert config.train == dataclasses.replace(TrainConfig(), image_pretraining="fashion-mnist")
+    assert config.train == dataclasses.replace(TrainConfig(), image_pretraining="fashion-mnist",
+                                               hard_negative_share=1.0)
+    assert config.train.hard_negative_count(config.data.batch_size) == 0
 
 
 def test_run_config_refuses_unknown_keys_and_tables():
@@ -411,8 +421,9 @@ def test_run_config_refuses_unknown_keys_and_tables():
         DataConfig(history_length=0)
     with pytest.raises(ValueError, match="train.jit must be one of"):
         TrainConfig(jit="maybe")
-    with pytest.raises(ValueError, match="train.hard_negatives must be >= 0"):
-        TrainConfig(hard_negatives=-1)
+    for share in (0.0, 1.5):
+        with pytest.raises(ValueError, match=r"train.hard_negative_share must be in \(0, 1\]"):
+            TrainConfig(hard_negative_share=share)
     # a valid document round-trips, TOML lists becoming tuples
     config = RunConfig(data=DATA, model=TINY, train=TrainConfig(epochs=3))
     assert RunConfig.from_dict(config.to_dict()) == config

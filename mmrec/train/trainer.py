@@ -98,10 +98,6 @@ def check_config(config: RunConfig, data: PreparedData) -> None:
     if config.data.batch_size > len(data.train_examples["item"]):
         raise ValueError(f"data.batch_size ({config.data.batch_size}) is larger than the "
                          f"{len(data.train_examples['item'])} training examples")
-    if config.train.hard_negatives >= config.data.batch_size:
-        raise ValueError(f"train.hard_negatives ({config.train.hard_negatives}) must be below "
-                         f"data.batch_size ({config.data.batch_size}): a batch holds "
-                         f"{config.data.batch_size - 1} negatives per click")
     spec = CatalogueSpec.from_features(data.features)
     if config.model.modalities == "image" and not spec.uses_image(config.model):
         raise ValueError(f"model.modalities='image' but data set {data.dataset.name!r} has no "
@@ -134,7 +130,8 @@ def build_model(config: RunConfig, data: PreparedData) -> TwoTowerModel:
                           num_users=data.dataset.interactions.num_users,
                           logq_correction=config.train.logq_correction,
                           remove_accidental_hits=config.train.remove_accidental_hits,
-                          num_hard_negatives=config.train.hard_negatives)
+                          num_hard_negatives=config.train.hard_negative_count(
+                              config.data.batch_size))
     model.attach_item_features(data.features)
     return model
 
