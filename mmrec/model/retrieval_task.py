@@ -17,27 +17,29 @@ Example:
 from __future__ import annotations
 
 import contextlib
+from typing import Iterator
 
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 
 @contextlib.contextmanager
-def float32_policy():
-    """Runs the block with Keras' global dtype policy set to float32."""
-    policy = tf.keras.mixed_precision.global_policy()
-    tf.keras.mixed_precision.set_global_policy("float32")
+def global_dtype_policy(name: str) -> Iterator[None]:
+    """Runs the block with Keras' global dtype policy set to ``name``; the
+    previous policy comes back afterwards, also when the block raises."""
+    previous = tf.keras.mixed_precision.global_policy().name
+    tf.keras.mixed_precision.set_global_policy(name)
     try:
         yield
     finally:
-        tf.keras.mixed_precision.set_global_policy(policy)
+        tf.keras.mixed_precision.set_global_policy(previous)
 
 
 class Float32Retrieval(tfrs.tasks.Retrieval):
     """``tfrs.tasks.Retrieval`` whose loss is computed in float32 under any policy."""
 
     def __init__(self, **kwargs) -> None:
-        with float32_policy():
+        with global_dtype_policy("float32"):
             super().__init__(**kwargs)
 
     def call(self, query_embeddings: tf.Tensor, candidate_embeddings: tf.Tensor,
@@ -46,7 +48,7 @@ class Float32Retrieval(tfrs.tasks.Retrieval):
              candidate_ids: tf.Tensor | None = None, compute_metrics: bool = True,
              compute_batch_metrics: bool = True,
              score_mask: tf.Tensor | None = None) -> tf.Tensor:
-        with float32_policy():
+        with global_dtype_policy("float32"):
             return super().call(
                 tf.cast(query_embeddings, tf.float32), tf.cast(candidate_embeddings, tf.float32),
                 sample_weight=sample_weight,

@@ -22,6 +22,8 @@ from typing import Iterator
 
 import tensorflow as tf
 
+from mmrec.model.retrieval_task import global_dtype_policy
+
 logger = logging.getLogger("mmrec.train")
 
 
@@ -43,24 +45,15 @@ def describe_jit(mode: str) -> str:
     return f"train step {'compiled with XLA (jit_compile=True)' if compiled else 'not compiled with XLA'} ({reason})"
 
 
-def set_precision(policy: str) -> None:
-    """Sets the Keras mixed-precision policy ("float32" resets it)."""
-    tf.keras.mixed_precision.set_global_policy(policy)
-    if policy != "float32" and not has_gpu():
-        logger.warning("precision %s on CPU is emulated and slow; it is meant for GPUs", policy)
-
-
 @contextlib.contextmanager
 def precision_policy(policy: str) -> Iterator[None]:
-    """Runs the block under Keras' ``policy``; the previous policy comes back
-    afterwards, also when the block raises (a refused config must not leave a
-    process in mixed precision)."""
-    previous = tf.keras.mixed_precision.global_policy().name
-    set_precision(policy)
-    try:
+    """Runs the block under Keras' mixed-precision ``policy``; the previous
+    policy comes back afterwards, also when the block raises (a refused config
+    must not leave a process in mixed precision)."""
+    if policy != "float32" and not has_gpu():
+        logger.warning("precision %s on CPU is emulated and slow; it is meant for GPUs", policy)
+    with global_dtype_policy(policy):
         yield
-    finally:
-        tf.keras.mixed_precision.set_global_policy(previous)
 
 
 STRATEGIES = ("default", "mirrored")
