@@ -33,6 +33,16 @@ from __future__ import annotations
 import tensorflow as tf
 
 
+def check_picture_size(side: int, channels: tuple[int, ...]) -> None:
+    """Refuses pictures that the CNN's halving stages would shrink to nothing."""
+    stages = len(channels)
+    if side < 2 ** stages:
+        raise ValueError(f"pictures of {side}x{side} pixels are too small for "
+                         f"model.image_channels {list(channels)}: each of the {stages} CNN "
+                         f"stages halves the picture; use at most "
+                         f"{max(side.bit_length() - 1, 0)} stages or a larger data.image_size")
+
+
 class ImageEncoder(tf.keras.layers.Layer):
     """uint8 pixels [B, H, W, C] to patch tokens [B, grid * grid, dim]."""
 
@@ -50,12 +60,8 @@ class ImageEncoder(tf.keras.layers.Layer):
         self.project = tf.keras.layers.Dense(dim, name="patch_projection")
 
     def build(self, input_shape):
-        size = int(input_shape[1])
-        for _ in self.channels:
-            size //= 2
-        if size < 1:
-            raise ValueError(f"images of side {input_shape[1]} are too small for "
-                             f"{len(self.channels)} halving CNN stages")
+        check_picture_size(int(min(input_shape[1:3])), self.channels)
+        size = int(input_shape[1]) >> len(self.channels)
         # Pool the last map to (at most) grid x grid cells, covering all of it.
         self.pool = -(-size // self.grid)
         self.side = -(-size // self.pool)

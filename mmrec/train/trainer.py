@@ -32,6 +32,7 @@ from mmrec.evaluate.queries import EvaluationQueries, build_queries
 from mmrec.features.examples import build_examples
 from mmrec.features.item_features import ItemFeatures, prepare_item_features
 from mmrec.features.pipeline import make_dataset
+from mmrec.model.image_encoder import check_picture_size
 from mmrec.model.towers import CatalogueSpec
 from mmrec.model.two_tower import TwoTowerModel
 from mmrec.train.image_pretraining import pretrain_model_images
@@ -103,13 +104,7 @@ def check_config(config: RunConfig, data: PreparedData) -> None:
         raise ValueError(f"model.modalities='image' but data set {data.dataset.name!r} has no "
                          "images or image features")
     if spec.uses_image(config.model) and spec.image_shape is not None:
-        side, stages = min(spec.image_shape[:2]), len(config.model.image_channels)
-        if side < 2 ** stages:
-            raise ValueError(f"pictures of {side}x{side} pixels are too small for "
-                             f"model.image_channels {list(config.model.image_channels)}: each "
-                             f"of the {stages} CNN stages halves the picture; use at most "
-                             f"{max(side.bit_length() - 1, 0)} stages or a larger "
-                             "data.image_size")
+        check_picture_size(min(spec.image_shape[:2]), config.model.image_channels)
 
 
 def learning_rate(config: TrainConfig, steps_per_epoch: int):
