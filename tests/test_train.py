@@ -201,7 +201,6 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from mmrec.config import RunConfig
-from mmrec.train.runtime import distribution_strategy
 from mmrec.train.trainer import train
 config = RunConfig.from_dict(json.loads(sys.argv[1]))
 with tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).scope():
