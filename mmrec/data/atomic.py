@@ -7,7 +7,8 @@ such as ``item_id:token`` or ``class:token_seq``. The item text is every
 order (for MovieLens: title, release year and genres). Items that appear in
 ``NAME.inter`` but not in ``NAME.item`` are reported as skipped interactions;
 without a ``.item`` file the catalogue is the set of interacted ids, with no
-content.
+content. Files are read with ``encoding`` (UTF-8 by default); ``timestamp``
+is an epoch number whose unit is detected or given (``timestamp_unit``).
 
 Example:
 
@@ -22,7 +23,7 @@ from pathlib import Path
 from mmrec.data.catalogue import Catalogue
 from mmrec.data.dataset import Dataset
 from mmrec.data.problems import DataError, LoadReport
-from mmrec.data.records import ItemFields, build_catalogue, build_interactions
+from mmrec.data.records import ItemFields, build_catalogue, build_interactions, read_options
 from mmrec.data.tables import atomic_column_types, read_table
 
 
@@ -38,8 +39,17 @@ def find_atomic_file(folder: Path, suffix: str) -> Path | None:
     return candidates[0] if candidates else None
 
 
-def read_atomic(folder: str | os.PathLike, name: str | None = None) -> Dataset:
-    """Reads a RecBole atomic-file folder into a :class:`Dataset`."""
+def read_atomic(folder: str | os.PathLike, name: str | None = None, *,
+                encoding: str = "utf-8", timestamp_unit: str = "auto") -> Dataset:
+    """Reads a RecBole atomic-file folder into a :class:`Dataset`.
+
+    Args:
+      folder: holds ``NAME.inter`` and optionally ``NAME.item``.
+      name: the data set's name; the folder's name by default.
+      encoding: of the atomic files.
+      timestamp_unit: one of "auto", "s", "ms", "us", "ns" for epoch numbers.
+    """
+    options = read_options(encoding, timestamp_unit)
     folder = Path(folder)
     inter_path = find_atomic_file(folder, ".inter")
     if inter_path is None:
@@ -47,21 +57,24 @@ def read_atomic(folder: str | os.PathLike, name: str | None = None) -> Dataset:
     report = LoadReport()
     item_path = find_atomic_file(folder, ".item")
     if item_path is not None:
-        types = atomic_column_types(item_path)
+        types = atomic_column_types(item_path, encoding=encoding)
         text = tuple(c for c, t in types.items()
                      if t in ("token", "token_seq") and c != "item_id")
-        columns, rows = read_table(item_path)
+        columns, rows = read_table(item_path, encoding=encoding)
         catalogue, _ = build_catalogue(columns, rows, file=str(item_path), report=report,
-                                       fields=ItemFields(text=text))
+                                       fields=ItemFields(text=text), encoding=encoding)
     else:
-        columns, rows = read_table(inter_path)
+        columns, rows = read_table(inter_path, encoding=encoding)
         if "item_id" not in columns:
             raise DataError("missing required column 'item_id'", file=str(inter_path),
                             field="item_id")
         ids = list(dict.fromkeys(row["item_id"].strip() for _, row in rows))
         catalogue = Catalogue.build(ids, [""] * len(ids), metadata={"title": ids})
-    columns, rows = read_table(inter_path)
-    interactions, _ = build_interactions(columns, rows, file=str(inter_path),
-                                         item_index=catalogue.index(), report=report)
+    columns, rows = read_table(inter_path, encoding=encoding)
+    interactions, _ = build_interactions(
+        columns, rows, file=str(inter_path), item_index=catalogue.index(), report=report,
+        encoding=encoding, timestamp_unit=timestamp_unit,
+        catalogue_file=str(item_path) if item_path is not None else None)
     return Dataset(name=name or folder.name, catalogue=catalogue, interactions=interactions,
-                   report=report, source=f"RecBole atomic files in {folder}")
+                   report=report, source=f"RecBole atomic files in {folder}",
+                   read_options=options)

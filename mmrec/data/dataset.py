@@ -31,6 +31,9 @@ class Dataset:
       ground_truth: generator-only knowledge (true utilities) for an oracle;
         None for real data.
       source: where the data came from, for the describe output.
+      read_options: how a folder's files were read, {"encoding": ...,
+        "timestamp_unit": ...}, so a split file given later is read the same
+        way; empty for built-in data sets (the defaults apply).
     """
 
     name: str
@@ -40,3 +43,4 @@ class Dataset:
     explicit_split: Any = None
     ground_truth: Any = None
     source: str = ""
+    read_options: dict = dataclasses.field(default_factory=dict)

@@ -25,8 +25,8 @@ import numpy as np
 from mmrec.data.atomic import find_atomic_file
 from mmrec.data.catalogue import Catalogue
 from mmrec.data.dataset import Dataset
-from mmrec.data.problems import DataError, LoadReport
-from mmrec.data.records import InteractionFields, build_interactions
+from mmrec.data.problems import DataError, LoadReport, warn_without_validation
+from mmrec.data.records import InteractionFields, build_interactions, read_options
 from mmrec.data.tables import read_table
 from mmrec.data.tabular import load_feature_matrix
 
@@ -39,8 +39,16 @@ def is_mmrec_layout(folder: Path) -> bool:
         list(folder.glob("*.inter")))
 
 
-def read_mmrec_layout(folder: str | os.PathLike) -> Dataset:
-    """Reads ``NAME.inter`` + ``image_feat.npy`` / ``text_feat.npy``."""
+def read_mmrec_layout(folder: str | os.PathLike, *, encoding: str = "utf-8",
+                      timestamp_unit: str = "auto") -> Dataset:
+    """Reads ``NAME.inter`` + ``image_feat.npy`` / ``text_feat.npy``.
+
+    Args:
+      folder: the layout's folder.
+      encoding: of ``NAME.inter``.
+      timestamp_unit: one of "auto", "s", "ms", "us", "ns" for epoch numbers.
+    """
+    options = read_options(encoding, timestamp_unit)
     folder = Path(folder)
     inter_path = find_atomic_file(folder, ".inter")
     if inter_path is None:
@@ -58,11 +66,12 @@ def read_mmrec_layout(folder: str | os.PathLike) -> Dataset:
         image_features=load_feature_matrix(folder / "image_feat.npy", rows, num_items),
         metadata={"title": [f"item {i}" for i in range(num_items)]})
     report = LoadReport()
-    columns, table_rows = read_table(inter_path, format="tsv")
+    columns, table_rows = read_table(inter_path, format="tsv", encoding=encoding)
     table_rows = list(table_rows)
     interactions, kept_rows = build_interactions(
         columns, table_rows, file=str(inter_path), item_index=catalogue.index(), report=report,
-        fields=InteractionFields(user_id="userID", item_id="itemID"))
+        fields=InteractionFields(user_id="userID", item_id="itemID"), encoding=encoding,
+        timestamp_unit=timestamp_unit, catalogue_file=str(folder / next(iter(sizes))))
     split = None
     if "x_label" in columns:
         labels = {number: row["x_label"].strip() for number, row in table_rows}
@@ -74,6 +83,8 @@ def read_mmrec_layout(folder: str | os.PathLike) -> Dataset:
                                 file=str(inter_path), row=number, field="x_label")
             split.append(label)
         split = np.asarray(split, dtype=object)
+        warn_without_validation(split, file=str(inter_path))
     return Dataset(name=folder.name, catalogue=catalogue, interactions=interactions,
                    report=report, explicit_split=split,
-                   source=f"MMRec layout in {folder} (precomputed features)")
+                   source=f"MMRec layout in {folder} (precomputed features)",
+                   read_options=options)

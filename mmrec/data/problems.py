@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import Iterable
 
 logger = logging.getLogger("mmrec.data")
 
@@ -100,3 +101,22 @@ class LoadReport:
 
     def as_dict(self) -> list[dict]:
         return [dataclasses.asdict(c) for c in self._counts.values()]
+
+
+def warn_without_validation(labels: Iterable[str], *, file: str) -> None:
+    """Logs a warning when an explicit split labels no interaction "valid".
+
+    Such a split is legal (some benchmarks ship only train and test), but
+    training then has no validation users: early stopping and the choice of
+    the best epoch have nothing to watch. A warning rather than an error,
+    because a fixed number of epochs is a sound way to train on it.
+    """
+    counts: dict[str, int] = {}
+    for label in labels:
+        counts[label] = counts.get(label, 0) + 1
+    if not counts.get("valid"):
+        parts = ", ".join(f"{part} {counts.get(part, 0)}" for part in ("train", "test"))
+        logger.warning("%s: the split labels no interaction 'valid' (%s): early stopping has "
+                       "nothing to watch and the best epoch cannot be chosen; label some rows "
+                       "'valid' (e.g. each user's second-to-last) or train a fixed number of "
+                       "epochs", file, parts)

@@ -24,7 +24,6 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 from pathlib import Path
 
@@ -32,8 +31,10 @@ import numpy as np
 
 from mmrec.data.dataset import Dataset
 from mmrec.data.interactions import Interactions
-from mmrec.data.problems import DataError
-from mmrec.data.records import parse_timestamp
+from mmrec.data.problems import DataError, warn_without_validation
+from mmrec.data.records import text_value
+from mmrec.data.tables import read_table, require_columns
+from mmrec.data.timestamps import column_seconds
 
 PARTS = ("train", "valid", "test")
 SCHEMES = ("auto", "leave_one_out", "time", "explicit")
@@ -125,37 +126,45 @@ def time_labels(interactions: Interactions, fractions=(0.8, 0.1, 0.1)) -> np.nda
 def read_split_file(path: str | Path, dataset: Dataset) -> np.ndarray:
     """Labels each interaction from a ``user_id,item_id,timestamp,split`` CSV.
 
-    Rows that match no interaction are counted skips; interactions that no row
-    labels get the label "" and are left out of every part (also counted).
+    The file is read as the data set's own files were (``dataset.read_options``:
+    encoding, timestamp unit), and its timestamps go through the same unit rule,
+    so a split file in milliseconds matches interactions in milliseconds. Rows
+    that match no interaction are counted skips; interactions that no row
+    labels get the label "" and are left out of every part (also counted). A
+    split without "valid" rows is logged as a warning.
     """
     path = str(path)
+    encoding = dataset.read_options.get("encoding", "utf-8")
+    timestamp_unit = dataset.read_options.get("timestamp_unit", "auto")
     log = dataset.interactions
     item_ids = dataset.catalogue.item_ids
     keys = {(u, i, t): row for row, (u, i, t) in enumerate(zip(
         log.user_ids[log.user].tolist(), item_ids[log.item].tolist(), log.timestamp.tolist()))}
     labels = np.full(len(log), "", dtype=object)
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        for field in ("user_id", "item_id", "timestamp", "split"):
-            if field not in (reader.fieldnames or []):
-                raise DataError(f"missing required column {field!r}", file=path, field=field)
-        for row_number, row in enumerate(reader, start=1):
-            label = (row["split"] or "").strip()
-            if label not in PARTS:
-                raise DataError(f"split must be one of {PARTS}, found {label!r}",
-                                file=path, row=row_number, field="split")
-            seconds = parse_timestamp(row["timestamp"], file=path, row=row_number,
-                                      field="timestamp")
-            match = keys.get((row["user_id"].strip(), row["item_id"].strip(), seconds))
-            if match is None:
-                dataset.report.skip(path, "split row matches no interaction", row=row_number,
-                                    value=f"{row['user_id']}/{row['item_id']}")
-                continue
-            labels[match] = label
+    columns, rows = read_table(path, "csv", encoding=encoding)
+    require_columns(columns, ["user_id", "item_id", "timestamp", "split"], path)
+    rows = list(rows)
+    for row_number, row in rows:
+        label = text_value(row["split"])
+        if label not in PARTS:
+            raise DataError(f"split must be one of {PARTS}, found {label!r}",
+                            file=path, row=row_number, field="split")
+    seconds = column_seconds(((number, row["timestamp"]) for number, row in rows),
+                             timestamp_unit, file=path, field="timestamp",
+                             report=dataset.report)
+    for (row_number, row), when in zip(rows, seconds.tolist()):
+        user_id, item_id = text_value(row["user_id"]), text_value(row["item_id"])
+        match = keys.get((user_id, item_id, when))
+        if match is None:
+            dataset.report.skip(path, "split row matches no interaction", row=row_number,
+                                value=f"{user_id}/{item_id}")
+            continue
+        labels[match] = text_value(row["split"])
     unlabelled = int((labels == "").sum())
     if unlabelled:
         dataset.report.skip(path, "interaction not in the split file (left out of all parts)",
                             count=unlabelled)
+    warn_without_validation(labels[labels != ""].tolist(), file=path)
     return labels
 
 

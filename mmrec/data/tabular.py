@@ -7,12 +7,14 @@ The documented schema (see docs/DATA.md) is a folder with two tables:
   them), optional ``image_path`` (relative to the folder) or ``image`` (encoded
   bytes, Parquet), optional ``title``;
 * ``interactions.{csv,jsonl,parquet}``: ``user_id``, ``item_id``,
-  ``timestamp`` (seconds or ISO-8601), optional ``event_type``;
+  ``timestamp`` (an epoch number, its unit detected or given, or ISO-8601),
+  optional ``event_type``;
 
 and, optionally, ``text_feat.npy`` / ``image_feat.npy`` (precomputed vectors,
 one row per row of the items table, in the same order) and ``splits.csv``
 (``user_id,item_id,timestamp,split`` with split one of train/valid/test, to
-reuse another framework's exact split).
+reuse another framework's exact split). Text files are read with ``encoding``
+(UTF-8 by default), the split file too.
 
 Example:
 
@@ -28,7 +30,7 @@ import numpy as np
 
 from mmrec.data.dataset import Dataset
 from mmrec.data.problems import DataError, LoadReport
-from mmrec.data.records import ItemFields, build_catalogue, build_interactions
+from mmrec.data.records import ItemFields, build_catalogue, build_interactions, read_options
 from mmrec.data.tables import TABLE_SUFFIXES, read_table
 
 
@@ -59,8 +61,18 @@ def load_feature_matrix(path: Path, rows: np.ndarray, expected_rows: int) -> np.
 
 
 def read_tabular(folder: str | os.PathLike, *, fields: ItemFields = ItemFields(),
-                 image_size: int = 64, image_channels: int = 3) -> Dataset:
-    """Reads the items/interactions schema from a folder into a :class:`Dataset`."""
+                 image_size: int = 64, image_channels: int = 3, encoding: str = "utf-8",
+                 timestamp_unit: str = "auto") -> Dataset:
+    """Reads the items/interactions schema from a folder into a :class:`Dataset`.
+
+    Args:
+      folder: holds ``items.*`` and ``interactions.*`` (see the module doc).
+      fields: which item columns mean what.
+      image_size, image_channels: the decoded pictures' side and channels.
+      encoding: of the CSV/TSV/JSONL files and of text in Parquet binary columns.
+      timestamp_unit: one of "auto", "s", "ms", "us", "ns" for epoch numbers.
+    """
+    options = read_options(encoding, timestamp_unit)
     folder = Path(folder)
     items_path = find_table(folder, "items")
     inter_path = find_table(folder, "interactions")
@@ -69,18 +81,22 @@ def read_tabular(folder: str | os.PathLike, *, fields: ItemFields = ItemFields()
         raise DataError(f"no {missing} table: expected {missing}.csv, .jsonl or .parquet",
                         file=str(folder))
     report = LoadReport()
-    columns, rows = read_table(items_path)
+    columns, rows = read_table(items_path, encoding=encoding)
     rows = list(rows)
     catalogue, kept = build_catalogue(columns, rows, file=str(items_path), report=report,
                                       fields=fields, image_root=folder,
-                                      image_size=image_size, image_channels=image_channels)
+                                      image_size=image_size, image_channels=image_channels,
+                                      encoding=encoding)
     catalogue.text_features = load_feature_matrix(folder / "text_feat.npy", kept, len(rows))
     catalogue.image_features = load_feature_matrix(folder / "image_feat.npy", kept, len(rows))
-    columns, inter_rows = read_table(inter_path)
+    columns, inter_rows = read_table(inter_path, encoding=encoding)
     interactions, _ = build_interactions(columns, inter_rows, file=str(inter_path),
-                                         item_index=catalogue.index(), report=report)
+                                         item_index=catalogue.index(), report=report,
+                                         encoding=encoding, timestamp_unit=timestamp_unit,
+                                         catalogue_file=str(items_path))
     dataset = Dataset(name=folder.name, catalogue=catalogue, interactions=interactions,
-                      report=report, source=f"item and interaction tables in {folder}")
+                      report=report, source=f"item and interaction tables in {folder}",
+                      read_options=options)
     split_file = folder / "splits.csv"
     if split_file.is_file():
         from mmrec.data.splits import read_split_file
