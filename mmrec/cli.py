@@ -2,8 +2,9 @@
 
 Commands mirror the data flow, each a thin layer over the Python API:
 
-    mmrec data describe --dataset movielens-100k [--json]
+    mmrec data describe --dataset movielens-100k [--json] [--encoding cp1252]
     mmrec data prepare  --dataset shop --out prepared/shop [--config mmrec.toml]
+                        [--set data.shop.num_items=500]
     mmrec train         --dataset movielens-100k --out runs/ml [--config mmrec.toml]
                         [--jit auto|on|off] [--precision float32|mixed_bfloat16|mixed_float16]
                         [--epochs N] [--resume]
@@ -17,8 +18,14 @@ Commands mirror the data flow, each a thin layer over the Python API:
 
 ``--dataset`` takes a built-in name (movielens-100k, shop) or a data folder.
 ``--config`` reads a TOML file whose ``[data]``, ``[model]`` and ``[train]``
-tables map onto :class:`mmrec.config.RunConfig`; unknown keys and impossible
-values are refused before any work starts.
+tables map onto :class:`mmrec.config.RunConfig` (a built-in data set's own
+options in ``[data.shop]``), and ``--set TABLE.KEY=VALUE`` overrides one key;
+unknown keys, values of the wrong type and impossible values are refused
+before any work starts.
+
+TensorFlow's C++ logs (a "failed call to cuInit" on every machine without a
+GPU, cost-model errors) are off unless ``--verbose``; instead each command
+that uses TensorFlow prints one line of its own about the device.
 """
 
 from __future__ import annotations
@@ -31,67 +38,116 @@ import sys
 from pathlib import Path
 
 import mmrec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
-from mmrec.config import DataConfig, RunConfig
+from mmrec._tf_env import device_summary, show_tensorflow_logs
+from mmrec.config import JIT_MODES, PRECISIONS, TIMESTAMP_UNITS, DataConfig, RunConfig
 from mmrec.data.problems import DataError
 
 
-def read_run_config(path: str | None) -> RunConfig:
-    """The TOML file as a RunConfig (defaults without a file)."""
-    if path is None:
-        return RunConfig()
+def parse_assignment(assignment: str) -> tuple[list[str], object]:
+    """``data.shop.num_items=500`` -> (["data", "shop", "num_items"], 500).
+
+    The value is read as a TOML value (numbers, true/false, lists, quoted
+    strings); anything else is taken as a plain string, so ``train.jit=on``
+    needs no quotes.
+    """
+    import tomllib
+    key, separator, text = assignment.partition("=")
+    path = [part.strip() for part in key.split(".")]
+    if not separator or len(path) < 2 or not all(path):
+        raise ValueError(f"--set {assignment!r}: expected TABLE.KEY=VALUE, e.g. "
+                         "train.epochs=3 or data.shop.num_items=500")
     try:
-        return RunConfig.from_toml(path)
-    except OSError as error:
-        raise SystemExit(f"mmrec: cannot read config {path}: {error}") from error
+        value = tomllib.loads(f"value = {text.strip()}")["value"]
+    except tomllib.TOMLDecodeError:
+        value = text.strip()
+    return path, value
 
 
-def read_config(path: str | None) -> DataConfig:
-    """The ``[data]`` table of a TOML file (defaults without a file)."""
-    return read_run_config(path).data
+def read_run_config(args: argparse.Namespace) -> RunConfig:
+    """The run config a command's options describe.
+
+    The TOML file of ``--config`` (defaults without one), then each ``--set
+    TABLE.KEY=VALUE``, then the command's own options (``--split``,
+    ``--encoding``, ``--epochs``, ...), all checked together before any work.
+    """
+    import tomllib
+    path = getattr(args, "config", None)
+    document: dict = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as handle:
+                document = tomllib.load(handle)
+        except OSError as error:
+            raise SystemExit(f"mmrec: cannot read config {path}: {error}") from error
+        except tomllib.TOMLDecodeError as error:
+            raise ValueError(f"{path}: not valid TOML: {error}") from error
+    for assignment in getattr(args, "set", None) or []:
+        keys, value = parse_assignment(assignment)
+        table = document
+        for key in keys[:-1]:
+            table = table.setdefault(key, {})
+            if not isinstance(table, dict):
+                raise ValueError(f"--set {assignment!r}: {'.'.join(keys[:-1])} is not a table")
+        table[keys[-1]] = value
+    options = {("data",): {"encoding": "encoding", "timestamp_unit": "timestamp_unit"},
+               ("data", "split"): {"split": "scheme", "split_file": "split_file",
+                                   "cold_item_share": "cold_item_share"},
+               ("train",): {"jit": "jit", "precision": "precision", "epochs": "epochs",
+                            "seed": "seed"}}
+    for keys, names in options.items():
+        for attribute, key in names.items():
+            value = getattr(args, attribute, None)
+            if value is not None:
+                table = document
+                for part in keys:
+                    table = table.setdefault(part, {})
+                table[key] = value
+    try:
+        return RunConfig.from_dict(document)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: {error}" if path else str(error)) from error
 
 
 def load(args: argparse.Namespace, config: DataConfig):
-    return mmrec.load_dataset(args.dataset, image_size=config.image_size,
-                              image_channels=config.image_channels)
-
-
-def with_split_options(config: DataConfig, args: argparse.Namespace) -> DataConfig:
-    changes = {}
-    if args.split is not None:
-        changes["scheme"] = args.split
-    if args.split_file is not None:
-        changes["split_file"] = args.split_file
-    if args.cold_item_share is not None:
-        changes["cold_item_share"] = args.cold_item_share
-    if not changes:
-        return config
-    return dataclasses.replace(config, split=dataclasses.replace(config.split, **changes))
+    return mmrec.load_dataset(args.dataset, **config.loader_options(args.dataset))
 
 
 def cmd_data_describe(args: argparse.Namespace) -> int:
     from mmrec.data.describe import describe, format_description
-    config = with_split_options(read_config(args.config), args)
+    config = read_run_config(args).data
     summary = describe(load(args, config), config.split)
     print(json.dumps(summary, indent=2) if args.json else format_description(summary))
     return 0
 
 
 def cmd_data_prepare(args: argparse.Namespace) -> int:
-    import numpy as np
+    import shutil
+    import tempfile
 
     from mmrec.data.describe import describe
     from mmrec.data.splits import make_split
     from mmrec.features.item_features import prepare_item_features
-    config = with_split_options(read_config(args.config), args)
-    dataset = load(args, config)
+    config = read_run_config(args).data
     out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"--out {out} exists and is not empty; choose another folder")
+    dataset = load(args, config)
     features = prepare_item_features(dataset.catalogue, config, use_cache=not args.no_cache)
-    features.save(out / "item_features")
     split = make_split(dataset, config.split)
-    np.savez(out / "split.npz", train=split.train, valid=split.valid, test=split.test,
-             cold_items=split.cold_items)
     summary = describe(dataset, config.split)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    # Written beside the target and renamed into place: a failure leaves nothing half made.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.preparing-", dir=out.parent))
+    try:
+        features.save(staging / "item_features")
+        split.save(staging / "split.npz")
+        (staging / "summary.json").write_text(json.dumps(summary, indent=2))
+        if out.exists():
+            out.rmdir()
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     print(f"prepared {summary['items']:,} items ({len(features.vocabulary):,}-token vocabulary, "
           f"key {features.key}) and a {split.scheme} split into {out}")
     return 0
@@ -100,12 +156,7 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from mmrec.train.runtime import describe_jit, distribution_strategy
     from mmrec.train.trainer import train
-    config = read_run_config(args.config)
-    config = dataclasses.replace(config, data=with_split_options(config.data, args))
-    overrides = {k: v for k, v in (("jit", args.jit), ("precision", args.precision),
-                                   ("epochs", args.epochs), ("seed", args.seed)) if v is not None}
-    if overrides:
-        config = dataclasses.replace(config, train=dataclasses.replace(config.train, **overrides))
+    config = read_run_config(args)
     print(f"mmrec: {describe_jit(config.train.jit)}", file=sys.stderr)
     strategy = distribution_strategy(args.strategy)
     if strategy.num_replicas_in_sync > 1:
@@ -127,7 +178,8 @@ def format_metrics(metrics: dict) -> str:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from mmrec.train.trainer import evaluate_model, load_trained
+    from mmrec.evaluate.model_scores import evaluate_model
+    from mmrec.train.trainer import load_trained
     model, data, _, document = load_trained(args.run)
     metrics = {"run": args.run, "dataset": document["dataset"],
                "valid": evaluate_model(model, data.valid, data),
@@ -142,7 +194,7 @@ def cmd_bench_quality(args: argparse.Namespace) -> int:
     systems = tuple(s.strip() for s in args.systems.split(",")) if args.systems else None
     report = run_quality_benchmark(args.dataset, seeds=seeds, epochs=args.epochs,
                                    systems=systems, cold_item_share=args.cold_item_share,
-                                   base=read_run_config(args.config),
+                                   base=read_run_config(args),
                                    trained_runs=tuple(args.run), partial_json=args.json)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
@@ -154,7 +206,7 @@ def cmd_bench_throughput(args: argparse.Namespace) -> int:
     from mmrec.bench.throughput import format_throughput_table, run_throughput_benchmark
     precisions = tuple(p.strip() for p in args.precisions.split(",") if p.strip())
     report = run_throughput_benchmark(args.dataset, steps=args.steps,
-                                      base=read_run_config(args.config), precisions=precisions)
+                                      base=read_run_config(args), precisions=precisions)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     print(format_throughput_table(report))
@@ -224,21 +276,35 @@ def cmd_bench_ann(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="TOML config: [data] (with [data.split] and a built-in "
+                        "data set's own table such as [data.shop]), [model] and [train] "
+                        "(mmrec/config.py and mmrec/data/shop.py document every key)")
+    parser.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE",
+                        help="override one config key, e.g. data.shop.num_items=500 or "
+                             "train.epochs=3 (repeatable; applied after --config)")
+
+
 def add_dataset_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True,
                         help="movielens-100k, shop, or a data folder (see docs/DATA.md)")
-    parser.add_argument("--config", help="TOML config: [data], [model] and [train] tables "
-                        "(mmrec/config.py documents every key and default)")
+    add_config_options(parser)
     parser.add_argument("--split", choices=["auto", "leave_one_out", "time", "explicit"],
                         help="split scheme (default: the config's, auto)")
     parser.add_argument("--split-file", help="CSV user_id,item_id,timestamp,split")
     parser.add_argument("--cold-item-share", type=float,
                         help="share of items held out of training entirely")
+    parser.add_argument("--encoding", help="text encoding of the data folder's files "
+                        "(default utf-8; e.g. cp1252 or latin-1 for spreadsheet exports)")
+    parser.add_argument("--timestamp-unit", choices=TIMESTAMP_UNITS,
+                        help="unit of epoch timestamps (default auto: detected from their "
+                             "magnitude and reported)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmrec", description=__doc__.split("\n")[0])
-    parser.add_argument("--verbose", "-v", action="store_true", help="log more")
+    parser.add_argument("--verbose", "-v", action="store_true",
+                        help="log more, TensorFlow's and ScaNN's own C++ logs included")
     commands = parser.add_subparsers(dest="command", required=True)
     data = commands.add_parser("data", help="load, check and prepare data sets")
     data_commands = data.add_subparsers(dest="data_command", required=True)
@@ -255,9 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train the two-tower model into a run folder")
     add_dataset_options(train)
     train.add_argument("--out", required=True, help="run folder (runs/NAME)")
-    train.add_argument("--jit", choices=["auto", "on", "off"],
+    train.add_argument("--jit", choices=JIT_MODES,
                        help="XLA for the train step (auto: on with a GPU, off on CPU)")
-    train.add_argument("--precision", choices=["float32", "mixed_bfloat16", "mixed_float16"])
+    train.add_argument("--precision", choices=PRECISIONS)
     train.add_argument("--epochs", type=int, help="at most this many epochs")
     train.add_argument("--seed", type=int, help="seeds weights, dropout and shuffling")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run")
@@ -291,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_commands = bench.add_subparsers(dest="bench_command", required=True)
     quality = bench_commands.add_parser("quality", help="model, ablations and baselines")
     quality.add_argument("--dataset", required=True)
-    quality.add_argument("--config", help="TOML file: the base config of every variant")
+    add_config_options(quality)
     quality.add_argument("--seeds", default="1,2,3", help="comma-separated seeds")
     quality.add_argument("--epochs", type=int, default=8, help="at most this many epochs")
     quality.add_argument("--systems", help="comma-separated subset of the systems to run")
@@ -303,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     quality.set_defaults(handler=cmd_bench_quality)
     throughput = bench_commands.add_parser("throughput", help="training examples/s, XLA on/off")
     throughput.add_argument("--dataset", required=True)
-    throughput.add_argument("--config", help="TOML file")
+    add_config_options(throughput)
     throughput.add_argument("--steps", type=int, default=30, help="timed steps per setting")
     throughput.add_argument("--precisions", default="float32",
                             help="comma-separated, e.g. float32,mixed_bfloat16 (mixed needs a GPU "
@@ -324,11 +390,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+QUIET_COMMANDS = ("data",)
+"""Commands that never load TensorFlow (no device line)."""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="mmrec: %(message)s", stream=sys.stderr)
+    if args.verbose:
+        show_tensorflow_logs()
     try:
+        if args.command not in QUIET_COMMANDS:
+            print(f"mmrec: {device_summary()}", file=sys.stderr)
         return args.handler(args)
     except DataError as error:
         print(f"mmrec: data error: {error}", file=sys.stderr)

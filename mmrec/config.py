@@ -1,13 +1,16 @@
 """Configuration of data preparation, in one dataclass with documented defaults.
 
-The CLI and the Python API read the same dataclass; a TOML file's ``[data]``
-table maps onto it key by key, and an unknown key or an impossible value is
-refused before any work starts.
+The CLI and the Python API read the same dataclasses; a TOML file's
+``[data]``, ``[model]`` and ``[train]`` tables map onto them key by key, and
+an unknown key, a value of the wrong type or an impossible value is refused
+before any work starts, naming the key. A built-in data set's own options sit
+in a table under ``[data]`` named after it (``[data.shop]``); the data
+registry owns and checks them.
 
 Example:
 
     config = DataConfig(history_length=10, cold_item_share=0.1)
-    config = DataConfig.from_dict({"history_length": 10})
+    config = DataConfig.from_dict({"history_length": 10, "shop": {"num_items": 500}})
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import dataclasses
 import os
 from pathlib import Path
 
+from mmrec.data import registry
 from mmrec.data.splits import SplitConfig
+from mmrec.typed_fields import checked_values
 
 
 def default_cache_dir() -> str:
@@ -45,6 +50,15 @@ class DataConfig:
       split: the train/valid/test split (see :class:`SplitConfig`).
       seed: seeds shuffling.
       cache_dir: where prepared item features are cached, keyed by content.
+      encoding: text encoding of a data folder's files ("utf-8" reads
+        through a byte-order mark; "cp1252" or "latin-1" for spreadsheet
+        exports that are not UTF-8).
+      timestamp_unit: unit of a data folder's epoch timestamps: "auto"
+        (detected from their magnitude, and reported), "s", "ms", "us", "ns".
+      dataset_options: a built-in data set's options by its name (the shop's
+        size and shoppers: :class:`mmrec.data.shop.ShopConfig`); in TOML, a
+        ``[data.shop]`` table. Options of other data sets than the one
+        loaded are ignored.
     """
 
     history_length: int = 20
@@ -58,6 +72,9 @@ class DataConfig:
     split: SplitConfig = dataclasses.field(default_factory=SplitConfig)
     seed: int = 42
     cache_dir: str = dataclasses.field(default_factory=default_cache_dir)
+    encoding: str = "utf-8"
+    timestamp_unit: str = "auto"
+    dataset_options: dict[str, dict] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         positive = ("history_length", "max_text_tokens", "image_size", "batch_size")
@@ -70,27 +87,59 @@ class DataConfig:
             raise ValueError(f"data.image_channels must be 1 or 3, got {self.image_channels}")
         if self.shuffle_buffer < 0:
             raise ValueError(f"data.shuffle_buffer must be >= 0, got {self.shuffle_buffer}")
+        _check_choice("data.timestamp_unit", self.timestamp_unit, TIMESTAMP_UNITS)
+        try:
+            "".encode(self.encoding)
+        except LookupError:
+            raise ValueError(f"data.encoding {self.encoding!r} is not a text encoding Python "
+                             "knows (e.g. utf-8, cp1252, latin-1)") from None
+        # Checked (unknown keys, wrong types) and held as complete tables, so two
+        # configs of the same data set compare equal however they were written.
+        object.__setattr__(self, "dataset_options", {
+            name: registry.options_table(registry.dataset_options(name, table))
+            for name, table in self.dataset_options.items()})
 
     @classmethod
     def from_dict(cls, values: dict) -> "DataConfig":
-        """Builds from a TOML-style dict; unknown keys are an error."""
+        """Builds from a TOML-style dict (``[data]`` and its sub-tables).
+
+        Unknown keys and values of the wrong type are refused, naming the key.
+        """
         values = dict(values)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown data config key(s) {unknown}; known: {sorted(known)}")
-        if isinstance(values.get("split"), dict):
-            split = values["split"]
-            split_known = {f.name for f in dataclasses.fields(SplitConfig)}
-            bad = sorted(set(split) - split_known)
-            if bad:
-                raise ValueError(f"unknown data.split key(s) {bad}; known: {sorted(split_known)}")
-            if "time_fractions" in split:
-                split = {**split, "time_fractions": tuple(split["time_fractions"])}
-            values["split"] = SplitConfig(**split)
-        return cls(**values)
+        options = dict(values.pop("dataset_options", None) or {})
+        for name in registry.WITH_OPTIONS:
+            if name in values:
+                options[name] = values.pop(name)
+        values = checked_values(cls, values, "data")
+        if "split" in values:
+            if not isinstance(values["split"], dict):
+                raise ValueError("data.split must be a table, e.g. [data.split]")
+            values["split"] = SplitConfig(**checked_values(SplitConfig, values["split"],
+                                                           "data.split"))
+        return cls(**values, dataset_options=options)
+
+    def loader_options(self, dataset: str) -> dict:
+        """The keyword arguments :func:`mmrec.data.registry.load_dataset` takes to
+        read ``dataset`` as this config says.
+
+        Example:
+
+            dataset = load_dataset("shop", **config.loader_options("shop"))
+        """
+        return {"image_size": self.image_size, "image_channels": self.image_channels,
+                "options": self.dataset_options.get(str(dataset)), "encoding": self.encoding,
+                "timestamp_unit": self.timestamp_unit}
+
+    def to_dict(self) -> dict:
+        """The ``[data]`` table (options as ``[data.NAME]`` sub-tables), without the
+        machine-specific cache folder."""
+        document = dataclasses.asdict(self)
+        document.pop("cache_dir", None)
+        document.update(document.pop("dataset_options"))
+        return document
 
 
+TIMESTAMP_UNITS = ("auto", "s", "ms", "us", "ns")
 MODALITIES = ("both", "text", "image", "none")
 FUSIONS = ("cross_attention", "concat")
 POOLINGS = ("attention", "mean")
@@ -185,7 +234,7 @@ class ModelConfig:
 JIT_MODES = ("auto", "on", "off")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 LEARNING_RATE_SCHEDULES = ("constant", "cosine")
-IMAGE_PRETRAINING = ("none", "fashion-mnist")
+IMAGE_PRETRAINING = ("none", "outside-catalogue")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,12 +269,13 @@ class TrainConfig:
       early_stopping_patience: epochs without a better validation NDCG@10
         before training stops.
       eval_k: the cut-off of the validation metric that picks the best epoch.
-      image_pretraining: "fashion-mnist" teaches the image encoder to classify
-        and reconstruct the Fashion-MNIST photos that are not in the
-        catalogue before it learns from clicks (28x28 grayscale catalogues
-        such as the shop; mmrec/train/image_pretraining.py); "none" starts
-        from random weights. Skipped, with a log line and a note in
-        metrics.json, when the model has no image encoder.
+      image_pretraining: "outside-catalogue" teaches the image encoder to
+        classify and reconstruct the pictures the data set offers outside its
+        catalogue before it learns from clicks (the shop offers the
+        Fashion-MNIST photos it did not pick; mmrec/train/image_pretraining.py);
+        "none" starts from random weights. Skipped, with a log line and a
+        note in metrics.json, when the model has no image encoder; refused
+        before training when the data set offers no such pictures.
       image_pretraining_epochs: passes over the pretraining pictures.
       seed: seeds weights, dropout and shuffling.
     """
@@ -273,12 +323,7 @@ class TrainConfig:
 
 
 def _from_table(cls, values: dict, prefix: str):
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"unknown {prefix} config key(s) {unknown}; known: {sorted(known)}")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    return cls(**values)
+    return cls(**checked_values(cls, values, prefix))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -319,7 +364,7 @@ class RunConfig:
             raise ValueError(f"{path}: {error}") from error
 
     def to_dict(self) -> dict:
-        """A JSON/TOML-ready dict (what a run folder stores)."""
-        document = dataclasses.asdict(self)
-        document["data"].pop("cache_dir", None)  # machine-specific
-        return document
+        """A JSON/TOML-ready dict (what a run folder and a version store);
+        ``RunConfig.from_dict`` reads it back."""
+        return {"data": self.data.to_dict(), "model": dataclasses.asdict(self.model),
+                "train": dataclasses.asdict(self.train)}

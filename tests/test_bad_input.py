@@ -568,3 +568,34 @@ def test_split_with_valid_rows_does_not_warn(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="mmrec.data"):
         make_split(tiny_split_dataset(), SplitConfig(split_file=str(path)))
     assert not [r for r in caplog.records if "early stopping" in r.getMessage()]
+
+
+# The options reach the readers from the command line and from a TOML file.
+
+def test_encoding_and_timestamp_unit_reach_the_readers_from_the_cli_and_toml(shop_folder,
+                                                                            tmp_path):
+    import json
+    import subprocess
+    import sys
+    rows = [dict(r, timestamp=str(1_700_000_000_000 + int(r["timestamp"]) * 1000))
+            for r in INTERACTIONS]  # milliseconds, as a warehouse exports them
+    folder = shop_folder(items=[ITEMS[0], dict(ITEMS[1], title="Café crème"), ITEMS[2]],
+                         interactions=rows)
+    reencode(folder / "items.csv", "cp1252")
+
+    def describe(*options: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "mmrec.cli", "data", "describe",
+                               "--dataset", str(folder), "--json", *options],
+                              capture_output=True, text=True, timeout=120, check=False)
+
+    refused = describe()
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "row 2, field 'title'" in refused.stderr and "--encoding cp1252" in refused.stderr
+    read = describe("--encoding", "cp1252")
+    assert read.returncode == 0, read.stderr[-2000:]
+    # detected as milliseconds: 1,700,000,100,000 ms is 2023-11-14 22:15:00 UTC
+    assert json.loads(read.stdout)["time_range"][0] == "2023-11-14T22:15:00+00:00"
+    (tmp_path / "read.toml").write_text('[data]\nencoding = "cp1252"\n')
+    as_micro = describe("--config", str(tmp_path / "read.toml"), "--timestamp-unit", "us")
+    assert as_micro.returncode == 0, as_micro.stderr[-2000:]
+    assert json.loads(as_micro.stdout)["time_range"][0] == "1970-01-20T16:13:20.100000+00:00"

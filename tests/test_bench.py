@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from mmrec.bench.quality import format_quality_table, run_quality_benchmark
+from mmrec.config import DataConfig, RunConfig
 
 SHOP = {"num_items": 300, "num_users": 100, "num_clicks": 3000}
 
@@ -13,7 +16,8 @@ def test_quality_benchmark_runs_the_baselines_and_writes_json(tmp_path):
     path = tmp_path / "report.json"
     report = run_quality_benchmark("shop", seeds=(1,), systems=("most popular", "EASE", "oracle",
                                                                 "true attributes"),
-                                   shop=SHOP, cold_item_share=0.1, partial_json=str(path))
+                                   base=RunConfig(data=DataConfig(dataset_options={"shop": SHOP})),
+                                   cold_item_share=0.1, partial_json=str(path))
     assert set(report["main"]) == {"most popular", "EASE", "oracle", "true attributes"}
     assert json.loads(path.read_text())["main"].keys() == report["main"].keys()
     oracle = report["main"]["oracle"]["test"]["NDCG@10"]
@@ -24,6 +28,7 @@ def test_quality_benchmark_runs_the_baselines_and_writes_json(tmp_path):
     assert report["cold_start"] == {}  # no model system asked for
 
 
+@pytest.mark.slow
 def test_throughput_benchmark_times_each_precision_with_xla_on_and_off():
     from mmrec.bench.throughput import format_throughput_table, run_throughput_benchmark
     from mmrec.config import DataConfig, ModelConfig, RunConfig
@@ -55,10 +60,10 @@ def test_quality_benchmark_trains_the_tfrs_baseline_and_each_ablation():
     from mmrec.config import DataConfig, ModelConfig, RunConfig
 
     base = RunConfig(data=DataConfig(batch_size=64, history_length=4, max_text_tokens=12,
-                                     vocab_size=200),
+                                     vocab_size=200, dataset_options={"shop": SHOP}),
                      model=ModelConfig(embedding_dim=16, token_dim=16, image_channels=(8,)))
     ablations = ("text only", "image only", "concat fusion", "mean pooling", "no item id")
-    report = run_quality_benchmark("shop", seeds=(1,), epochs=1, shop=SHOP, base=base,
+    report = run_quality_benchmark("shop", seeds=(1,), epochs=1, base=base,
                                    systems=("TFRS two-tower",) + ablations, cold_item_share=0.1)
     assert set(report["main"]) == {"TFRS two-tower", *ablations}
     for name in ablations:
@@ -79,10 +84,10 @@ def test_an_ablation_equal_to_the_full_model_is_not_trained_twice():
     from mmrec.config import DataConfig, ModelConfig, RunConfig
 
     base = RunConfig(data=DataConfig(batch_size=64, history_length=4, max_text_tokens=12,
-                                     vocab_size=200),
+                                     vocab_size=200, dataset_options={"shop": SHOP}),
                      model=ModelConfig(embedding_dim=16, token_dim=16, image_channels=(8,),
                                        item_id_embedding=False))
-    report = run_quality_benchmark("shop", seeds=(1,), epochs=1, shop=SHOP, base=base,
+    report = run_quality_benchmark("shop", seeds=(1,), epochs=1, base=base,
                                    systems=("mmrec (full)", "no item id"), cold_item_share=0)
     assert set(report["main"]) == {"mmrec (full)"}
     assert report["main"]["mmrec (full)"]["test"]["NDCG@10"]["mean"] >= 0

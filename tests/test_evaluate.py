@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 
 import numpy as np
@@ -10,12 +11,11 @@ import pytest
 from mmrec.data import Catalogue, Dataset, Interactions
 from mmrec.data.movielens import load_movielens_100k
 from mmrec.data.shop import ShopConfig, generate_shop
+from mmrec.data.shop_scorers import ShopAttributeScorer, ShopOracle
 from mmrec.data.splits import Split, SplitConfig, make_split
 from mmrec.evaluate import (
     EASE,
     MostPopular,
-    ShopAttributeScorer,
-    ShopOracle,
     build_queries,
     evaluate_scorer,
     expected_rank_metrics,
@@ -332,11 +332,13 @@ def test_shop_oracle_beats_most_popular_widely():
     test = build_queries(dataset.interactions, split, "test", history_length=10)
     results = {}
     popular = MostPopular().fit(dataset.interactions, split, num_items)
-    attributes = ShopAttributeScorer(dataset.ground_truth).fit(dataset.interactions, split,
-                                                                num_items)
-    for name, baseline in (("popular", popular), ("oracle", ShopOracle(dataset.ground_truth)),
-                           ("attributes", attributes)):
-        results[name] = evaluate_scorer(baseline.scorer(test), test, num_items,
+    # The shop hands its reference scorers to evaluation; evaluation never imports the shop.
+    references = dataset.reference_scorers
+    assert set(references) == {"oracle", "true attributes"}
+    for name, scorer in (("popular", popular), ("oracle", references["oracle"]),
+                         ("attributes", references["true attributes"])):
+        scorer.fit(dataset.interactions, split, num_items)
+        results[name] = evaluate_scorer(functools.partial(scorer.score, test), test, num_items,
                                         split.cold_items, popular.counts)["NDCG@10"]
     print(f"\nsmall shop test NDCG@10: {results}")
     assert results["oracle"] > 3 * results["popular"]

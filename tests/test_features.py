@@ -92,7 +92,7 @@ def test_data_config_refuses_bad_values():
         DataConfig(history_length=0)
     with pytest.raises(ValueError, match="unknown data config key"):
         DataConfig.from_dict({"histroy_length": 5})
-    with pytest.raises(ValueError, match="unknown data.split key"):
+    with pytest.raises(ValueError, match=r"unknown data.split config key\(s\) \[.cold_share.\]"):
         DataConfig.from_dict({"split": {"cold_share": 0.1}})
     config = DataConfig.from_dict({"history_length": 5, "split": {"cold_item_share": 0.2}})
     assert config.history_length == 5 and config.split.cold_item_share == 0.2

@@ -9,10 +9,10 @@ import pytest
 import tensorflow as tf
 
 from mmrec.config import RunConfig, TrainConfig
-from mmrec.data.fashion_mnist import load_fashion_mnist
+from mmrec.data.fashion_mnist import load_fashion_mnist, photos_outside
 from mmrec.data.shop import ShopConfig, generate_shop
 from mmrec.model.image_encoder import ImageEncoder
-from mmrec.train.image_pretraining import pretrain_image_encoder, pretraining_images
+from mmrec.train.image_pretraining import pretrain_image_encoder, pretrain_model_images
 from mmrec.train.trainer import train
 
 from test_train import CONFIG, SHOP, with_train
@@ -23,8 +23,8 @@ def shop_pictures() -> np.ndarray:
     return generate_shop(ShopConfig(**SHOP)).catalogue.images
 
 
-def test_fashion_mnist_source_leaves_out_every_catalogue_picture(shop_pictures):
-    images, labels = pretraining_images(shop_pictures)
+def test_the_shop_offers_the_fashion_mnist_photos_it_did_not_pick(shop_pictures):
+    images, labels = generate_shop(ShopConfig(**SHOP)).outside_pictures()
     all_images, all_labels = load_fashion_mnist()
     assert images.shape[1:] == (28, 28, 1) and len(labels) == len(images)
     # At least the catalogue's own 200 are gone (more if Fashion-MNIST repeats one).
@@ -42,16 +42,31 @@ def test_items_without_a_picture_are_not_compared(shop_pictures):
     pictures[0] = load_fashion_mnist()[0][0, ..., np.newaxis]
     mask = np.ones(len(pictures), bool)
     mask[0] = False
-    with_mask, _ = pretraining_images(pictures, mask)
-    without_mask, _ = pretraining_images(pictures)
+    with_mask, _ = photos_outside(pictures, mask)
+    without_mask, _ = photos_outside(pictures)
     assert len(with_mask) == len(without_mask) + 1
 
 
-def test_pictures_pretraining_cannot_use_are_refused():
-    with pytest.raises(ValueError, match="has none"):
-        pretraining_images(None)
-    with pytest.raises(ValueError, match=r"28x28 grayscale.*\(8, 8, 3\).*\"none\""):
-        pretraining_images(np.zeros((5, 8, 8, 3), np.uint8))
+def test_a_data_set_without_outside_pictures_is_refused_before_the_folder_is_written(
+        shop_folder, tmp_path):
+    config = RunConfig.from_dict({
+        "data": {"batch_size": 2, "history_length": 2, "max_text_tokens": 6, "vocab_size": 50,
+                 "image_size": 8},
+        "model": {"embedding_dim": 8, "token_dim": 8, "image_channels": [4], "image_grid": 2},
+        "train": {"epochs": 1, "eval_k": 3, "image_pretraining": "outside-catalogue"}})
+    with pytest.raises(ValueError, match=r"offers none.*image_pretraining = \"none\""):
+        train(str(shop_folder()), config, tmp_path / "run", verbose=0)
+    assert not (tmp_path / "run").exists()
+
+
+def test_pictures_of_another_shape_are_refused():
+    encoder_model = type("M", (), {})()
+    encoder_model.item_tower = type("T", (), {"image_encoder": ImageEncoder((4,), 2, 4)})()
+    features = type("F", (), {"images": np.zeros((3, 8, 8, 3), np.uint8)})()
+    with pytest.raises(ValueError, match=r"\(28, 28, 1\), the catalogue's \(8, 8, 3\)"):
+        pretrain_model_images(encoder_model, features, TrainConfig(
+            image_pretraining="outside-catalogue"),
+            lambda: (np.zeros((5, 28, 28, 1), np.uint8), None))
 
 
 def test_pretraining_teaches_the_encoder_classes_and_pixels():
@@ -86,19 +101,19 @@ def test_reconstruction_alone_without_labels():
 
 
 def test_a_run_pretrains_before_training_and_records_it(tmp_path):
-    config = with_train(epochs=1, image_pretraining="fashion-mnist", image_pretraining_epochs=1)
-    metrics = train("shop", config, tmp_path / "run", shop=SHOP, verbose=0)
+    config = with_train(epochs=1, image_pretraining="outside-catalogue", image_pretraining_epochs=1)
+    metrics = train("shop", config, tmp_path / "run", verbose=0)
     record = metrics["image_pretraining"]
-    assert record["source"] == "fashion-mnist" and record["pictures"] > 69_000
+    assert record["source"] == "outside-catalogue" and record["pictures"] > 69_000
     assert len(record["class_accuracy"]) == 1 and record["class_accuracy"][0] > 0.3
     assert metrics["epochs_done"] == 1 and np.isfinite(metrics["history"][0]["loss"])
 
 
 def test_a_model_without_pictures_skips_pretraining_and_says_why(tmp_path):
     config = dataclasses.replace(
-        with_train(epochs=1, image_pretraining="fashion-mnist"),
+        with_train(epochs=1, image_pretraining="outside-catalogue"),
         model=dataclasses.replace(CONFIG.model, modalities="text"))
-    metrics = train("shop", config, tmp_path / "run", shop=SHOP, verbose=0)
+    metrics = train("shop", config, tmp_path / "run", verbose=0)
     assert "no image encoder" in metrics["image_pretraining"]["skipped"]
 
 

@@ -347,7 +347,7 @@ def test_concat_ablation_has_no_cross_modal_attention_to_fine_tune(features):
 def test_hard_negatives_keep_the_highest_scoring_in_batch_negatives(shop, features):
     split = make_split(shop)
     examples = build_examples(shop.interactions, split, "train", HISTORY, 200)
-    batch = next(iter(make_dataset(examples, None, DATA, training=True)))
+    batch = next(iter(make_dataset(examples, DATA, training=True)))
     batch_size = int(batch["item"].shape[0])
 
     def loss(hard_negatives: int) -> float:
@@ -405,7 +405,7 @@ def test_shipped_shop_config_turns_the_id_vector_off_and_pretrains_the_cnn():
     path = Path(__file__).resolve().parents[1] / "configs" / "shop.toml"
     config = RunConfig.from_toml(path)
     assert config.model == dataclasses.replace(ModelConfig(), item_id_embedding=False)
-    assert config.train == dataclasses.replace(TrainConfig(), image_pretraining="fashion-mnist",
+    assert config.train == dataclasses.replace(TrainConfig(), image_pretraining="outside-catalogue",
                                                hard_negative_share=1.0)
     assert config.train.hard_negative_count(config.data.batch_size) == 0
 
@@ -453,7 +453,7 @@ def test_jit_compiled_training_step_with_images(shop, features, history_encoding
     config = DataConfig(batch_size=8, history_length=2, max_text_tokens=10, vocab_size=200)
     split = make_split(shop)
     examples = build_examples(shop.interactions, split, "train", config.history_length, 200)
-    batches = make_dataset(examples, None, config, training=True).take(3)
+    batches = make_dataset(examples, config, training=True).take(3)
     tf.keras.utils.set_random_seed(0)
     model = TwoTowerModel(dataclasses.replace(TINY, history_encoding=history_encoding),
                           CatalogueSpec.from_features(features),

@@ -17,14 +17,16 @@ import pytest
 import tensorflow as tf
 
 from mmrec.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from mmrec.export.exporter import export_run, versions
+from mmrec.export.exporter import export_run
+from mmrec.export.layout import versions
 from mmrec.serve import Recommender
-from mmrec.train.trainer import load_trained, train  # noqa: F401
+from mmrec.train.trainer import load_trained, train
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOP = {"num_items": 300, "num_users": 100, "num_clicks": 3000}
 CONFIG = RunConfig(
-    data=DataConfig(batch_size=64, history_length=8, max_text_tokens=16, vocab_size=300),
+    data=DataConfig(batch_size=64, history_length=8, max_text_tokens=16, vocab_size=300,
+                    dataset_options={"shop": SHOP}),
     model=ModelConfig(embedding_dim=32, token_dim=32, image_channels=(8, 16), image_grid=2),
     train=TrainConfig(epochs=1, seed=3))
 
@@ -32,7 +34,7 @@ CONFIG = RunConfig(
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("serving") / "run"
-    train("shop", CONFIG, out, verbose=0, shop=SHOP)
+    train("shop", CONFIG, out, verbose=0)
     return out
 
 
@@ -51,7 +53,7 @@ def model_dir(run, tmp_path_factory) -> Path:
 
 def expected_top_k(trained, user_id: str, k: int) -> tuple[list[str], np.ndarray]:
     """The trained Keras model's own ranking for a known user, computed here."""
-    from mmrec.export.exporter import last_items, seen_items
+    from mmrec.export.serving_tables import last_items, seen_items
     model, data, config, _ = trained
     log = data.dataset.interactions
     row = log.user_index()[user_id]
@@ -71,7 +73,8 @@ def test_export_layout_and_version_numbers(run, model_dir):
     assert (version_dir / "saved_model.pb").is_file()
     assert (version_dir / "variables").is_dir()
     assert (version_dir / "assets.extra" / "tf_serving_warmup_requests").is_file()
-    for part in ("config.json", "weights", "item_features", "items.json", "modality_gate.npy"):
+    for part in ("manifest.json", "weights", "item_features", "tables.npz", "split.npz",
+                 "items.json", "modality_gate.npy"):
         assert (version_dir / "mmrec" / part).exists(), part
     assert versions(model_dir) == [1]
 
@@ -343,3 +346,126 @@ def test_cli_recommend_prints_json_and_draws_a_contact_sheet(model_dir, trained,
     assert document["recommendations"][0]["explanation"]["because"]
     with Image.open(sheet) as picture:
         assert picture.size[0] >= 4 * 100 and picture.size[1] > 200
+    # one plain line about the device; none of TensorFlow's C++ logs, which read as failures
+    assert result.stderr.splitlines()[0].startswith("mmrec: device: ")
+    assert "cuInit" not in result.stderr and "PredictCost" not in result.stderr
+    assert not re.search(r"^[EWI]\d{4} |^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [EWI] ",
+                         result.stderr, flags=re.MULTILINE), result.stderr[-2000:]
+
+
+# --- self-contained versions -------------------------------------------------------------
+
+RECOMMEND_IN_CHILD = """
+import json, sys
+import mmrec
+from mmrec.serve import Recommender
+recommender = Recommender.load(sys.argv[1])
+print("IDS", json.dumps([r.item_id for r in recommender.recommend(sys.argv[2], k=5)]))
+"""
+
+
+def test_a_version_serves_and_republishes_with_its_run_folder_deleted(run, tmp_path):
+    import shutil
+    from mmrec.data.fingerprint import DataChangedError
+    from mmrec.export.layout import VersionFiles
+    from mmrec.export.publish import load_published, publish
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    directory = tmp_path / "mmrec"
+    first = export_run(copy, directory, k=10)
+    shutil.rmtree(copy)
+
+    recommender = Recommender.load(directory)
+    user_id = next(iter(recommender._version.user_index))
+    served = [r.item_id for r in recommender.recommend(user_id, k=5)]
+    published = load_published(directory)
+    assert published.number == 1 and published.k == 10
+    manifest = VersionFiles(first).manifest()
+    assert manifest["format"] == 2 and manifest["lineage"]["from"] == "run"
+    assert manifest["data"]["dataset"] == "shop"
+    assert manifest["data_until"] == pytest.approx(float(
+        trained_log_max_timestamp(published)))
+    # the data it was trained on is found again and checked by its content hash
+    dataset, split = published.load_data()
+    assert len(split.train) == len(published.split.train) and dataset.name == "shop"
+
+    second = publish(published.model, published.features, published.tables, published.config,
+                     directory, k=published.k, data=published.data, split=published.split,
+                     lineage={"from": "version", "version": published.number})
+    assert second.name == "2" and versions(directory) == [1, 2]
+    assert VersionFiles(second).manifest()["lineage"] == {"from": "version", "version": 1}
+    # the same model gives the same answers, also loaded in a fresh process
+    assert recommender.reload() and recommender.version == 2
+    assert [r.item_id for r in recommender.recommend(user_id, k=5)] == served
+    done = subprocess.run([sys.executable, "-c", RECOMMEND_IN_CHILD, str(directory), user_id],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    line = next(l for l in done.stdout.splitlines() if l.startswith("IDS "))
+    assert json.loads(line.removeprefix("IDS ")) == served
+
+    # a version whose recorded data no longer matches refuses to replay it
+    manifest_file = VersionFiles(second).manifest_file
+    changed = json.loads(manifest_file.read_text())
+    changed["data"]["fingerprint"]["interactions"] = "0" * 64
+    manifest_file.write_text(json.dumps(changed))
+    with pytest.raises(DataChangedError, match=r"interactions \(the click log"):
+        load_published(second).load_data()
+
+
+def trained_log_max_timestamp(published) -> float:
+    from mmrec.data.registry import load_dataset
+    config = published.config.data
+    return load_dataset("shop", **config.loader_options("shop")).interactions.timestamp.max()
+
+
+def test_an_older_version_still_serves_and_a_job_is_told_what_it_lacks(model_dir, tmp_path):
+    import shutil
+    from mmrec.export.layout import VersionFormatError
+    from mmrec.export.publish import load_published
+    directory = tmp_path / "mmrec"
+    shutil.copytree(model_dir / "1", directory / "1")
+    side_car = directory / "1" / "mmrec"
+    # what format 1 wrote: a config.json, no manifest, tables or split
+    manifest = json.loads((side_car / "manifest.json").read_text())
+    (side_car / "config.json").write_text(json.dumps({"dataset": "shop",
+                                                      "config": manifest["config"]}))
+    for part in ("manifest.json", "tables.npz", "split.npz"):
+        (side_car / part).unlink()
+    recommender = Recommender.load(directory)
+    user_id = next(iter(recommender._version.user_index))
+    assert len(recommender.recommend(user_id, k=5)) == 5
+    with pytest.raises(VersionFormatError,
+                       match=r"cannot fine-tune version .* it lacks mmrec/manifest\.json, "
+                             r"mmrec/tables\.npz, mmrec/split\.npz \(it was written in format 1"):
+        load_published(directory, task="fine-tune")
+
+
+def test_a_version_of_a_newer_format_is_refused(model_dir, tmp_path):
+    import shutil
+    from mmrec.export.layout import VersionFormatError
+    from mmrec.export.publish import load_published
+    directory = tmp_path / "mmrec"
+    shutil.copytree(model_dir / "1", directory / "1")
+    manifest_file = directory / "1" / "mmrec" / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    manifest_file.write_text(json.dumps({**manifest, "format": 99}))
+    with pytest.raises(VersionFormatError, match="format 99, newer than this mmrec reads"):
+        load_published(directory)
+
+
+def test_two_publishers_racing_for_one_number_both_land(tmp_path, monkeypatch):
+    from mmrec.export import publish as publishing
+    directory = tmp_path / "mmrec"
+    for number, content in ((1, b"one"), (2, b"taken by the other publisher")):
+        (directory / str(number)).mkdir(parents=True)
+        (directory / str(number) / "saved_model.pb").write_bytes(content)
+    staging = directory / ".incomplete-mine"
+    staging.mkdir()
+    (staging / "saved_model.pb").write_bytes(b"mine")
+    # this publisher read the listing before the other one renamed its version 2 in
+    listings = iter([[1]])
+    real = publishing.versions
+    monkeypatch.setattr(publishing, "versions", lambda d: next(listings, None) or real(d))
+    target = publishing._rename_into_place(staging, directory)
+    assert target.name == "3" and (target / "saved_model.pb").read_bytes() == b"mine"
+    assert (directory / "2" / "saved_model.pb").read_bytes() == b"taken by the other publisher"

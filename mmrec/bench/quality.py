@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import platform
@@ -34,12 +35,14 @@ import tensorflow as tf
 
 from mmrec.config import DataConfig, RunConfig
 from mmrec.data.splits import SplitConfig
-from mmrec.evaluate.baselines import EASE, MostPopular, ShopAttributeScorer, ShopOracle
+from mmrec.evaluate.baselines import EASE, MostPopular
 from mmrec.evaluate.metrics import evaluate_scorer
+from mmrec.evaluate.model_scores import evaluate_model
 from mmrec.features.pipeline import make_dataset
 from mmrec.model.id_two_tower import IdTwoTower
+from mmrec.train.preparation import PreparedData, load_run_dataset, prepare_data
 from mmrec.train.runtime import seed_everything
-from mmrec.train.trainer import PreparedData, load_run_dataset, prepare_data, train
+from mmrec.train.trainer import load_trained, train
 
 logger = logging.getLogger("mmrec.bench")
 METRICS = ("HR@10", "NDCG@10", "MRR@10", "Recall@20", "NDCG@20")
@@ -61,10 +64,12 @@ def applicable(name: str, has_images: bool) -> bool:
 
 
 def evaluate_baseline(baseline, data: PreparedData) -> tuple[dict, dict]:
+    """Validation and test metrics of anything with ``score(queries, indices)``:
+    a baseline, or a data set's reference scorer."""
     kwargs = dict(num_items=len(data.dataset.catalogue), cold_items=data.split.cold_items,
                   train_item_counts=data.train_item_counts)
-    return (evaluate_scorer(baseline.scorer(data.valid), data.valid, **kwargs),
-            evaluate_scorer(baseline.scorer(data.test), data.test, **kwargs))
+    return (evaluate_scorer(functools.partial(baseline.score, data.valid), data.valid, **kwargs),
+            evaluate_scorer(functools.partial(baseline.score, data.test), data.test, **kwargs))
 
 
 def train_id_two_tower(data: PreparedData, seed: int, epochs: int = 3,
@@ -72,7 +77,7 @@ def train_id_two_tower(data: PreparedData, seed: int, epochs: int = 3,
     """The TFRS tutorial recipe, trained and scored in our harness."""
     seed_everything(seed)
     config = DataConfig(batch_size=batch_size, seed=seed)
-    batches = make_dataset({k: data.train_examples[k] for k in ("user", "item")}, None, config,
+    batches = make_dataset({k: data.train_examples[k] for k in ("user", "item")}, config,
                            training=True)
     model = IdTwoTower(data.dataset.interactions.num_users, len(data.dataset.catalogue))
     model.compile(optimizer=tf.keras.optimizers.Adagrad(0.1))
@@ -107,7 +112,7 @@ def summarise(runs: list[dict]) -> dict:
 def run_quality_benchmark(dataset: str, *, seeds=(1, 2, 3), epochs: int = 8,
                           systems: tuple[str, ...] | None = None,
                           cold_item_share: float = 0.1, base: RunConfig | None = None,
-                          shop: dict | None = None, trained_runs: tuple[str, ...] = (),
+                          trained_runs: tuple[str, ...] = (),
                           partial_json: str | None = None) -> dict:
     """Trains and evaluates every system; returns a JSON-ready report.
 
@@ -132,7 +137,7 @@ def run_quality_benchmark(dataset: str, *, seeds=(1, 2, 3), epochs: int = 8,
         if table == "cold_start" and not share:
             continue
         data_config = dataclasses.replace(base.data, split=SplitConfig(cold_item_share=share))
-        dataset_obj = load_run_dataset(dataset, data_config, shop)
+        dataset_obj = load_run_dataset(dataset, data_config)
         data = prepare_data(dataset_obj, data_config)
         has_images = data.features.images is not None or data.features.image_features is not None
         wanted = lambda name: systems is None or name in systems  # noqa: E731
@@ -148,14 +153,12 @@ def run_quality_benchmark(dataset: str, *, seeds=(1, 2, 3), epochs: int = 8,
                 l2 = ease.tune(data.valid)
                 results["EASE"] = {"test": evaluate_baseline(ease, data)[1], "l2": l2}
                 save_partial()
-            if dataset_obj.ground_truth is not None and wanted("oracle"):
-                results["oracle"] = {"test": evaluate_baseline(
-                    ShopOracle(dataset_obj.ground_truth), data)[1]}
-            if dataset_obj.ground_truth is not None and wanted("true attributes"):
-                scorer = ShopAttributeScorer(dataset_obj.ground_truth).fit(
-                    dataset_obj.interactions, data.split, len(dataset_obj.catalogue))
-                results["true attributes"] = {"test": evaluate_baseline(scorer, data)[1]}
-                save_partial()
+            for name, reference in dataset_obj.reference_scorers.items():
+                if wanted(name):
+                    reference.fit(dataset_obj.interactions, data.split,
+                                  len(dataset_obj.catalogue))
+                    results[name] = {"test": evaluate_baseline(reference, data)[1]}
+                    save_partial()
         # The cold-start table is a check of one property: its first seed only.
         table_seeds = seeds if table == "main" else seeds[:1]
         if wanted("TFRS two-tower"):
@@ -178,7 +181,7 @@ def run_quality_benchmark(dataset: str, *, seeds=(1, 2, 3), epochs: int = 8,
                                    train=dataclasses.replace(base.train, epochs=epochs, seed=seed))
                 logger.info("%s / %s / seed %d", table, name, seed)
                 with tempfile.TemporaryDirectory(prefix="mmrec-bench-") as out:
-                    metrics = train(dataset, config, out, verbose=0, shop=shop, data=data)
+                    metrics = train(dataset, config, out, verbose=0, data=data)
                 model_runs.append(metrics["test"])
                 seconds.append(metrics["train_seconds"])
                 results[name] = {"test": summarise(model_runs), "runs": model_runs,
@@ -186,7 +189,6 @@ def run_quality_benchmark(dataset: str, *, seeds=(1, 2, 3), epochs: int = 8,
                                  "train_seconds": float(np.mean(seconds))}
                 save_partial()
     for run in trained_runs:
-        from mmrec.train.trainer import evaluate_model, load_trained
         model, data, _, document = load_trained(run)
         if document["dataset"] != dataset:
             raise ValueError(f"run {run} was trained on {document['dataset']!r}, not {dataset!r}")

@@ -22,8 +22,9 @@ import tensorflow as tf
 from mmrec.config import PRECISIONS, RunConfig
 from mmrec.features.pipeline import make_dataset
 from mmrec.model.id_two_tower import IdTwoTower
+from mmrec.model.two_tower import build_two_tower
+from mmrec.train.preparation import load_run_dataset, prepare_data
 from mmrec.train.runtime import has_gpu, precision_policy, seed_everything
-from mmrec.train.trainer import build_model, load_run_dataset, prepare_data
 
 WARMUP_STEPS = 3
 
@@ -65,10 +66,11 @@ def run_throughput_benchmark(dataset: str, *, steps: int = 30, base: RunConfig |
         for jit in (False, True):
             with precision_policy(precision):
                 seed_everything(base.train.seed, deterministic=False)
-                model = _compiled(build_model(base, data),
+                model = _compiled(build_two_tower(base, data.features,
+                                                  data.dataset.interactions.num_users),
                                   tf.keras.optimizers.Adam(base.train.learning_rate), jit)
                 model.refresh_item_table()
-                batches = make_dataset(data.train_examples, None, base.data, training=True)
+                batches = make_dataset(data.train_examples, base.data, training=True)
                 results.append({"model": "mmrec (full)", "jit_compile": jit,
                                 "precision": precision, **time_steps(model, batches, steps)})
                 baseline = _compiled(IdTwoTower(data.dataset.interactions.num_users,

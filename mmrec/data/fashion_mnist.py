@@ -160,6 +160,27 @@ def fashion_mnist_source() -> str:
     return "not found"
 
 
+def photos_outside(catalogue_images: np.ndarray,
+                   image_mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The Fashion-MNIST photos not in a catalogue (uint8 [M, 28, 28, 1]) and their
+    class labels (int64 [M]): what image pretraining may learn from without
+    seeing a catalogue picture (compared pixel by pixel).
+
+    Args:
+      catalogue_images: the catalogue's pictures, uint8 [N, 28, 28, 1].
+      image_mask: which items have a real picture (the others are not compared).
+    """
+    import logging
+    own = catalogue_images if image_mask is None else catalogue_images[np.asarray(image_mask)]
+    images, labels = load_fashion_mnist()
+    in_catalogue = {picture.tobytes() for picture in own}
+    keep = np.array([picture.tobytes() not in in_catalogue for picture in images])
+    logging.getLogger("mmrec.data").info(
+        "Fashion-MNIST outside the catalogue: %d photos, %d left out as pictures of the "
+        "catalogue", len(images), int((~keep).sum()))
+    return images[keep][..., np.newaxis], labels[keep]
+
+
 @functools.lru_cache(maxsize=4)
 def _read_cached(directory: str) -> tuple[np.ndarray, np.ndarray]:
     return read_fashion_mnist(directory)

@@ -57,8 +57,10 @@ from mmrec.data.fashion_mnist import (
     NUM_IMAGES,
     fashion_mnist_source,
     load_fashion_mnist,
+    photos_outside,
 )
 from mmrec.data.interactions import Interactions
+from mmrec.data.shop_scorers import ShopAttributeScorer, ShopOracle
 
 SHADES: tuple[str, ...] = ("light", "medium", "dark")
 PATTERNS: tuple[str, ...] = ("plain", "patterned")
@@ -249,6 +251,8 @@ class ShopGroundTruth:
       session: int64 [R] session number of each log row, numbered in order of
         first appearance in the log.
       session_focus: int64 [R] focus category (a class index) of each row's session.
+      min_session_gap_s: the least time between one session's end and the
+        next one's start.
     """
 
     item_attributes: dict[str, np.ndarray]
@@ -261,6 +265,7 @@ class ShopGroundTruth:
     temperature: float
     session: np.ndarray
     session_focus: np.ndarray
+    min_session_gap_s: float = MIN_SESSION_GAP_S
 
     def taste(self, user: int, timestamp: float) -> np.ndarray:
         """The user's flat taste vector in force at ``timestamp``."""
@@ -339,7 +344,11 @@ def generate_shop(config: ShopConfig = ShopConfig()) -> Dataset:
     return Dataset(
         name="shop", catalogue=catalogue, interactions=interactions, ground_truth=truth,
         source=(f"Fashion-MNIST images ({fashion_mnist_source()}) + simulated shoppers, "
-                f"seed={config.seed}"))
+                f"seed={config.seed}"),
+        reference_scorers={"oracle": ShopOracle(truth),
+                           "true attributes": ShopAttributeScorer(truth)},
+        outside_pictures=functools.partial(photos_outside, catalogue.images,
+                                           catalogue.image_mask))
 
 
 def measure_attributes(images: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:

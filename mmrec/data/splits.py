@@ -96,6 +96,17 @@ class Split:
             raise ValueError(f"split part must be one of {PARTS}, got {name!r}")
         return getattr(self, name)
 
+    def save(self, path: str | Path) -> None:
+        """Writes the rows, cold items and scheme to one ``.npz`` file."""
+        np.savez(path, train=self.train, valid=self.valid, test=self.test,
+                 cold_items=self.cold_items, scheme=np.asarray(self.scheme))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Split":
+        with np.load(path, allow_pickle=False) as stored:
+            return cls(train=stored["train"], valid=stored["valid"], test=stored["test"],
+                       cold_items=stored["cold_items"], scheme=str(stored["scheme"]))
+
 
 def leave_one_out_labels(interactions: Interactions) -> np.ndarray:
     """"train"/"valid"/"test" per row by the leave-one-out rule."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from mmrec.export.serving_tables import ServingTables
 from mmrec.features.text import TextTokenizer
 from mmrec.model.two_tower import TwoTowerModel
 
@@ -37,22 +38,18 @@ class ServingModule(tf.Module):
 
     Args:
       model: the trained model (its towers are saved with it).
-      item_ids: external item ids [N].
-      user_ids: external user ids [U].
-      histories: int32 [U, H] each user's last H items, most recent first.
-      history_mask: bool [U, H].
-      seen_indptr, seen_items: CSR of every item each user interacted with.
-      popularity: float32 [N] score of each item for unknown users.
+      tables: item and user ids, frozen histories, seen items, popularity.
       item_embeddings: float32 [N, D] the item tower's outputs.
       tokenizer: the WordPiece tokenizer of the item text.
       k: how many items the recommending signatures return.
     """
 
-    def __init__(self, model: TwoTowerModel, item_ids: np.ndarray, user_ids: np.ndarray,
-                 histories: np.ndarray, history_mask: np.ndarray, seen_indptr: np.ndarray,
-                 seen_items: np.ndarray, popularity: np.ndarray, item_embeddings: np.ndarray,
+    def __init__(self, model: TwoTowerModel, tables: ServingTables, item_embeddings: np.ndarray,
                  tokenizer: TextTokenizer, k: int) -> None:
         super().__init__(name="mmrec_serving")
+        item_ids, user_ids = tables.item_ids, tables.user_ids
+        histories, history_mask = tables.histories, tables.history_mask
+        seen_indptr = tables.seen_indptr
         num_items, num_users = len(item_ids), len(user_ids)
         self.k = int(min(k, num_items))
         self.history_length = int(histories.shape[1])
@@ -66,7 +63,7 @@ class ServingModule(tf.Module):
                                     dtype=tf.string, name="user_ids")
         self.item_embeddings = tf.Variable(item_embeddings.astype(np.float32), trainable=False,
                                            name="item_embeddings")
-        self.popularity = tf.Variable(popularity.astype(np.float32), trainable=False,
+        self.popularity = tf.Variable(tables.popularity.astype(np.float32), trainable=False,
                                       name="popularity")
         # Row U of the user arrays is the unknown user: no history, nothing seen.
         self.histories = tf.Variable(np.vstack([histories, np.zeros_like(histories[:1])]),
@@ -75,7 +72,7 @@ class ServingModule(tf.Module):
             history_mask[:1])]), trainable=False, name="history_mask")
         self.seen_indptr = tf.Variable(np.append(seen_indptr, seen_indptr[-1]).astype(np.int64),
                                        trainable=False, name="seen_indptr")
-        self.seen_items = tf.Variable(seen_items.astype(np.int32), trainable=False,
+        self.seen_items = tf.Variable(tables.seen_items.astype(np.int32), trainable=False,
                                       name="seen_items")
         self.item_table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
             tf.constant(item_ids.astype(str).astype(object), tf.string),

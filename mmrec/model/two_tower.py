@@ -31,11 +31,14 @@ Example:
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from mmrec.config import ModelConfig
+from mmrec.config import ModelConfig, RunConfig
 from mmrec.model.retrieval_task import Float32Retrieval
 from mmrec.model.towers import CatalogueSpec, ItemTower, UserTower
 
@@ -77,6 +80,7 @@ class TwoTowerModel(tfrs.Model):
         # not weights; checkpoints stay small and hold only what is learned.
         object.__setattr__(self, "_feature_tables", {})
         object.__setattr__(self, "_item_table", None)
+        object.__setattr__(self, "_fit_variables", None)
 
     # -- item features -----------------------------------------------------------------
     def attach_item_features(self, features) -> None:
@@ -141,6 +145,34 @@ class TwoTowerModel(tfrs.Model):
                                  inputs.get("user"), training=training)[0]
 
     # -- training ---------------------------------------------------------------------
+    def fit_only(self, variables: list[tf.Variable] | None) -> None:
+        """Makes ``fit`` update only ``variables`` (None: every trainable one).
+
+        Set before ``compile``: the train step is traced with the list. A
+        fine-tuning job passes :meth:`attention_variables`.
+        """
+        if variables is not None:
+            known = {id(v) for v in self.trainable_variables}
+            foreign = [v.name for v in variables if id(v) not in known]
+            if foreign:
+                raise ValueError(f"fit_only: not trainable variables of this model: {foreign}")
+        object.__setattr__(self, "_fit_variables", None if variables is None else list(variables))
+
+    def train_step(self, inputs):
+        """TFRS's train step, restricted to the variables of :meth:`fit_only`."""
+        with tf.GradientTape() as tape:
+            loss = self.compute_loss(inputs, training=True)
+            regularization_loss = tf.reduce_sum([tf.reduce_sum(part) for part in self.losses])
+            total_loss = loss + regularization_loss
+        # After the loss: the first trace builds the layers, and with them their variables.
+        variables = self._fit_variables or self.trainable_variables
+        gradients = tape.gradient(total_loss, variables)
+        self.optimizer.apply_gradients(zip(gradients, variables))
+        metrics = {metric.name: metric.result() for metric in self.metrics}
+        metrics.update(loss=loss, regularization_loss=regularization_loss,
+                       total_loss=total_loss)
+        return metrics
+
     def compute_loss(self, batch, training=False) -> tf.Tensor:
         users, _ = self.user_vectors(batch["history"], batch["history_mask"], batch["user"],
                                      training=training)
@@ -172,8 +204,47 @@ class TwoTowerModel(tfrs.Model):
     def _encode_for_table(self, items):
         return self.encode_items(items, training=False)
 
+    # -- weights on disk ----------------------------------------------------------------
+    def write_checkpoint(self, folder: str | os.PathLike) -> Path:
+        """Writes the weights (no optimizer state) to ``folder/weights``.
+
+        Item features and the item table are inputs, not weights, and are not
+        written: whoever reads the checkpoint attaches the features again.
+        """
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        tf.train.Checkpoint(model=self).write(str(folder / "weights"))
+        # Checkpoint.write keeps no "checkpoint" index file; folder checks look for one.
+        (folder / "checkpoint").write_text('model_checkpoint_path: "weights"\n')
+        return folder
+
+    def read_checkpoint(self, folder: str | os.PathLike) -> None:
+        """Reads weights :meth:`write_checkpoint` (or a run's ``best/``) wrote,
+        and builds both towers so that every weight is in place on return."""
+        tf.train.Checkpoint(model=self).read(str(Path(folder) / "weights")).expect_partial()
+        self.refresh_item_table()
+        history = tf.zeros([1, self.history_length], tf.int32)
+        self.user_vectors(history, tf.ones([1, self.history_length], tf.bool),
+                          tf.zeros([1], tf.int32))
+
     def attention_variables(self) -> list[tf.Variable]:
         """Trainable variables of the cross-modal attention, the modality gate
         and the history attention pooling: what a feedback job fine-tunes."""
         return [v for v in self.trainable_variables
                 if any(f"/{name}/" in f"/{v.name}" for name in ATTENTION_LAYERS)]
+
+
+def build_two_tower(config: RunConfig, features, num_users: int) -> TwoTowerModel:
+    """The model a run config describes, over ``features`` (an ItemFeatures).
+
+    Training, loading a trained run and loading a published version build the
+    model here, so all three get the same layers and the same weight names.
+    """
+    model = TwoTowerModel(config.model, CatalogueSpec.from_features(features),
+                          history_length=config.data.history_length, num_users=num_users,
+                          logq_correction=config.train.logq_correction,
+                          remove_accidental_hits=config.train.remove_accidental_hits,
+                          num_hard_negatives=config.train.hard_negative_count(
+                              config.data.batch_size))
+    model.attach_item_features(features)
+    return model

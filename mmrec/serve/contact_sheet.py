@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from mmrec.export.exporter import SIDE_CAR
+from mmrec.export.layout import VersionFiles
 
 TILE = 120
 CAPTION = 46
@@ -27,7 +27,7 @@ PER_ROW = 8
 
 
 def _item_pictures(version_path: Path) -> np.ndarray | None:
-    arrays = version_path / SIDE_CAR / "item_features" / "arrays.npz"
+    arrays = VersionFiles(version_path).item_features_dir / "arrays.npz"
     with np.load(arrays, allow_pickle=False) as stored:
         return stored["images"] if "images" in stored else None
 
@@ -54,7 +54,7 @@ def write_contact_sheet(recommender, user_id: str, results, path: str | Path) ->
     """Draws the sheet for ``results`` of ``recommender.recommend(user_id)``."""
     state = recommender._version
     pictures = _item_pictures(state.path)
-    with np.load(state.path / SIDE_CAR / "item_features" / "arrays.npz") as stored:
+    with np.load(VersionFiles(state.path).item_features_dir / "arrays.npz") as stored:
         has_picture = stored["image_mask"] if "image_mask" in stored else None
     because = results[0].explanation.because if results else ()
 

@@ -24,7 +24,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import threading
@@ -38,7 +37,8 @@ import mmrec  # noqa: F401  (Keras 2 before TensorFlow)
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the WordPiece ops the graph uses)
 
-from mmrec.export.exporter import SIDE_CAR, versions
+from mmrec._tf_env import quiet_native_noise
+from mmrec.export.layout import VersionFiles, versions
 
 logger = logging.getLogger("mmrec.serve")
 DEFAULT_MODEL_DIR = "saved_models/mmrec"
@@ -139,7 +139,8 @@ class Recommender:
                                     f"(have {available})")
         path = self.model_dir / str(number)
         loaded = tf.saved_model.load(str(path))
-        side_car = json.loads((path / SIDE_CAR / "items.json").read_text())
+        files = VersionFiles(path)
+        side_car = files.items()
         item_ids = loaded.item_ids.numpy().astype(str)
         user_ids = loaded.user_ids.numpy().astype(str).tolist()
         embeddings = loaded.item_embeddings.numpy()
@@ -149,10 +150,21 @@ class Recommender:
             embeddings=embeddings, popularity=loaded.popularity.numpy(),
             seen_indptr=loaded.seen_indptr.numpy(), seen_items=loaded.seen_items.numpy(),
             user_index={user: row for row, user in enumerate(user_ids)},
-            gates=np.load(path / SIDE_CAR / "modality_gate.npy"),
+            gates=np.load(files.gates_file),
             metadata=side_car["metadata"], history_length=side_car["history_length"],
             index=self._build_index(embeddings), loaded=loaded)
+        self._warm_up(state)
         return state
+
+    @staticmethod
+    def _warm_up(state: _Version) -> None:
+        """Calls each signature the API uses once, so the first request does not
+        pay for tracing and graph optimisation (as TF Serving's warm-up does)."""
+        user = tf.constant([next(iter(state.user_index), "")])
+        with quiet_native_noise():
+            state.signatures["user_embedding"](user_id=user)
+            state.signatures["user_embedding_with_history"](
+                user_id=user, history=tf.constant([[""] * state.history_length]))
 
     def _build_index(self, embeddings: np.ndarray):
         if len(embeddings) < self.scann_min_items:

@@ -1,1 +1,1 @@
-"""Training: run folders, the XLA-compiled fit loop, resume and early stopping."""
+"""Training: preparing a run, fitting (XLA, resume, early stopping), run folders bound to their data."""

@@ -2,10 +2,11 @@
 
 Clicks teach a CNN slowly: the only signal reaching its filters is which
 items a user picked among a batch, and at the start every picture looks
-alike to it. Pictures alone can teach it to see first. For catalogues of
-28x28 grayscale product photos (the shop), the source is the Fashion-MNIST
-photos that are *not* in the catalogue (compared pixel by pixel; 65,000 of
-them for the default shop), with their class labels: the encoder learns to
+alike to it. Pictures alone can teach it to see first. The source is what
+the data set offers as pictures *outside* its catalogue
+(``Dataset.outside_pictures``); for the shop, the Fashion-MNIST photos it did
+not pick (compared pixel by pixel; 65,000 of them for the default shop), with
+their class labels. The encoder learns to
 classify them (from the mean of its patch tokens) and to reconstruct their
 pixels (from all patch tokens, so the tokens keep brightness and texture,
 which classes ignore). Both heads are thrown away afterwards; the encoder's
@@ -20,7 +21,7 @@ reconstructing the catalogue's own 5,000 pictures instead (no labels) gave
 
 Example:
 
-    images, labels = pretraining_images(features.images, features.image_mask)
+    images, labels = dataset.outside_pictures()
     report = pretrain_image_encoder(model.item_tower.image_encoder, images, labels,
                                     epochs=3, seed=42)
     report["reconstruction_loss"][-1]
@@ -29,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -37,36 +39,10 @@ from mmrec.config import TrainConfig
 from mmrec.model.image_encoder import ImageEncoder
 
 logger = logging.getLogger("mmrec.train")
-
-
-def pretraining_images(catalogue_images: np.ndarray | None,
-                       image_mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The Fashion-MNIST photos not in the catalogue (uint8 [M, 28, 28, 1])
-    and their class labels (int64 [M]).
-
-    Args:
-      catalogue_images: the item features' pictures, uint8 [N, 28, 28, 1].
-      image_mask: which items have a real picture (the others are not
-        compared).
-
-    Raises:
-      ValueError: the catalogue has no pictures, or they are not 28x28
-        grayscale.
-    """
-    from mmrec.data.fashion_mnist import IMAGE_SIZE, load_fashion_mnist
-    if catalogue_images is None:
-        raise ValueError("image pretraining needs pictures, and this catalogue has none")
-    if tuple(catalogue_images.shape[1:]) != (IMAGE_SIZE, IMAGE_SIZE, 1):
-        raise ValueError(f"image pretraining on Fashion-MNIST needs 28x28 grayscale pictures; "
-                         f"this catalogue's are {tuple(catalogue_images.shape[1:])}. "
-                         "Set train.image_pretraining = \"none\".")
-    own = catalogue_images if image_mask is None else catalogue_images[np.asarray(image_mask)]
-    images, labels = load_fashion_mnist()
-    in_catalogue = {picture.tobytes() for picture in own}
-    keep = np.array([picture.tobytes() not in in_catalogue for picture in images])
-    logger.info("image pretraining: %d Fashion-MNIST photos, %d of them left out as "
-                "pictures of the catalogue", len(images), int((~keep).sum()))
-    return images[keep][..., np.newaxis], labels[keep]
+NO_OUTSIDE_PICTURES = (
+    "train.image_pretraining = \"outside-catalogue\" needs pictures outside the catalogue, "
+    "and this data set offers none (the shop does: the Fashion-MNIST photos it did not "
+    "pick); set train.image_pretraining = \"none\"")
 
 
 def pretrain_image_encoder(encoder: ImageEncoder, images: np.ndarray,
@@ -134,23 +110,42 @@ def pretrain_image_encoder(encoder: ImageEncoder, images: np.ndarray,
     return report
 
 
-def pretrain_model_images(model, features, config: TrainConfig, *, jit_compile: bool = False,
-                          verbose: int | str = "auto") -> dict:
+def pretrain_model_images(model, features, config: TrainConfig,
+                          outside_pictures: Callable[[], tuple] | None, *,
+                          jit_compile: bool = False, verbose: int | str = "auto") -> dict:
     """Pretrains a two-tower model's image encoder per ``config.image_pretraining``.
+
+    Args:
+      model: the two-tower model (its image encoder is trained in place).
+      features: its item features (the pictures' shape is checked against them).
+      config: ``image_pretraining`` and ``image_pretraining_epochs``.
+      outside_pictures: the data set's ``outside_pictures`` (pictures not in
+        the catalogue, with labels or None).
 
     Returns what a run folder records: the source, the number of pictures and
     the per-epoch losses, or ``{"skipped": why}`` when the model reads no
     pictures (text-only ablation, a catalogue without them).
+
+    Raises:
+      ValueError: the data set offers no pictures outside its catalogue, or
+        they are not the shape of the catalogue's.
     """
-    source = config.image_pretraining  # "fashion-mnist", the one source so far
+    source = config.image_pretraining
     encoder = getattr(model.item_tower, "image_encoder", None)
     if encoder is None:
         why = ("the model has no image encoder (no pictures in the catalogue, or "
                "model.modalities leaves them out)")
         logger.info("image pretraining %r skipped: %s", source, why)
         return {"source": source, "skipped": why}
+    if outside_pictures is None:
+        raise ValueError(NO_OUTSIDE_PICTURES)
+    images, labels = outside_pictures()
+    if features.images is not None and tuple(images.shape[1:]) != tuple(features.images.shape[1:]):
+        raise ValueError(f"image pretraining: the pictures outside the catalogue are "
+                         f"{tuple(images.shape[1:])}, the catalogue's "
+                         f"{tuple(features.images.shape[1:])}; set train.image_pretraining = "
+                         "\"none\"")
     model.refresh_item_table()  # builds the towers, so the encoder's variables keep their names
-    images, labels = pretraining_images(features.images, features.image_mask)
     logger.info("image pretraining (%s): %d pictures, %d epochs", source, len(images),
                 config.image_pretraining_epochs)
     report = pretrain_image_encoder(encoder, images, labels,

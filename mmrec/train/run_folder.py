@@ -3,7 +3,8 @@
 ::
 
     runs/NAME/
-      config.json          the RunConfig, and which data set it trained on
+      config.json          the RunConfig, which data set it trained on, and the
+                           content hash of that data (items, interactions, split)
       item_features/       vocabulary and per-item arrays (the feature cache key inside)
       split.npz            the train/valid/test rows and cold items
       checkpoints/         a checkpoint per epoch (model + optimizer), for --resume
@@ -14,7 +15,10 @@
 
 A run killed mid-epoch resumes from the last finished epoch (one killed in
 its first epoch starts over from the saved config, features and split); a
-folder that cannot resume says exactly which of these parts is missing.
+folder that cannot resume says exactly which of these parts is missing. A run
+is bound to its data: whoever loads it again compares the data's content hash
+with the recorded one (:mod:`mmrec.data.fingerprint`), and a folder from
+before runs recorded it is refused.
 
 Example:
 
@@ -28,14 +32,19 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
-
 from mmrec.config import DataConfig, RunConfig
 from mmrec.data.splits import Split
+
+RUN_FORMAT = 2
+"""2: config.json records the data's fingerprint (1: before it did)."""
 
 
 class IncompleteRunError(FileNotFoundError):
     """A run folder lacks parts it needs; the message lists them."""
+
+
+class OldRunFolderError(ValueError):
+    """A run folder written by an older mmrec, which this one cannot check."""
 
 
 class RunFolder:
@@ -68,25 +77,36 @@ class RunFolder:
             raise IncompleteRunError(f"run folder {self.path} is incomplete: missing "
                                      f"{', '.join(missing)}")
 
-    def write_config(self, config: RunConfig, dataset: str, extra: dict | None = None) -> None:
+    def write_config(self, config: RunConfig, dataset: str, fingerprint: dict[str, str]) -> None:
+        """Writes config.json: the config, the data set and its fingerprint."""
         self.path.mkdir(parents=True, exist_ok=True)
-        document = {"dataset": dataset, "config": config.to_dict(), **(extra or {})}
+        document = {"format": RUN_FORMAT, "dataset": dataset, "config": config.to_dict(),
+                    "data_fingerprint": fingerprint}
         self.config_file.write_text(json.dumps(document, indent=2))
 
     def read_config(self) -> tuple[RunConfig, dict]:
+        """The run's config and its config.json document.
+
+        Raises:
+          OldRunFolderError: the folder was written before runs recorded the
+            fingerprint of their data.
+        """
         document = json.loads(self.config_file.read_text())
+        if int(document.get("format", 1)) < RUN_FORMAT or "data_fingerprint" not in document:
+            raise OldRunFolderError(
+                f"run folder {self.path} was written by an older mmrec, before runs recorded "
+                "the content hash of the data they were trained on, so it cannot be checked "
+                "against its data: train it again with `mmrec train` (this folder cannot be "
+                "resumed, evaluated or exported)")
         table = document["config"]
         table["data"]["cache_dir"] = DataConfig().cache_dir
         return RunConfig.from_dict(table), document
 
     def write_split(self, split: Split) -> None:
-        np.savez(self.split_file, train=split.train, valid=split.valid, test=split.test,
-                 cold_items=split.cold_items, scheme=np.asarray(split.scheme))
+        split.save(self.split_file)
 
     def read_split(self) -> Split:
-        with np.load(self.split_file, allow_pickle=False) as stored:
-            return Split(train=stored["train"], valid=stored["valid"], test=stored["test"],
-                         cold_items=stored["cold_items"], scheme=str(stored["scheme"]))
+        return Split.load(self.split_file)
 
     def write_json(self, path: Path, document: dict) -> None:
         temporary = path.with_suffix(".tmp")

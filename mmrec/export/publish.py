@@ -1,0 +1,228 @@
+"""Publishing a model as the next version, and loading a version to change it.
+
+Every path that puts a model in front of users ends here: ``mmrec export``
+(a trained run), adding catalogue items, and a fine-tuning job. Publishing
+takes a model and its tables, never a run folder, so a version can be loaded,
+changed and published again many times a day with no run behind it. One
+function writes every version the same way: the SavedModel with its warm-up
+requests and, in the side car, the weights, item features, serving tables,
+split and a manifest (:mod:`mmrec.export.layout`), all into a hidden folder
+that is renamed into place only when complete. A reader (TF Serving, the
+Python :class:`~mmrec.serve.Recommender`) never sees half a version, and a
+publish that dies leaves the earlier versions as they were.
+
+Example:
+
+    published = load_published("saved_models/mmrec")          # the latest version
+    ...                                                        # change its model or tables
+    publish(published.model, published.features, published.tables, published.config,
+            "saved_models/mmrec", k=published.k, data=published.data, split=published.split,
+            lineage={"from": "version", "version": published.number})
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from mmrec.config import RunConfig
+from mmrec.data.dataset import Dataset
+from mmrec.data.fingerprint import check_fingerprint, data_fingerprint
+from mmrec.data.registry import load_dataset
+from mmrec.data.splits import Split
+from mmrec.export.layout import (
+    FORMAT_VERSION,
+    STAGING_PREFIX,
+    WARMUP_FILE,
+    VersionFiles,
+    VersionFormatError,
+    latest_version,
+    versions,
+)
+from mmrec.export.serving_module import ServingModule
+from mmrec.export.serving_tables import ServingTables
+from mmrec.features.item_features import ItemFeatures
+from mmrec.features.text import TextTokenizer
+from mmrec.model.two_tower import TwoTowerModel, build_two_tower
+
+logger = logging.getLogger("mmrec.export")
+
+
+def write_warmup(version_dir: Path, user_ids: list[str]) -> Path:
+    """PredictionLog records TF Serving replays before it serves the version."""
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+    path = version_dir.joinpath(*WARMUP_FILE)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for batch in (user_ids[:1], user_ids[:8]):
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(name=version_dir.parent.name,
+                                               signature_name="serving_default"))
+            request.inputs["user_id"].CopyFrom(tf.make_tensor_proto(batch, dtype=tf.string))
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
+    return path
+
+
+def publish(model: TwoTowerModel, features: ItemFeatures, tables: ServingTables,
+            config: RunConfig, model_dir: str | os.PathLike, *, k: int = 100,
+            data: dict | None = None, split: Split | None = None,
+            lineage: dict | None = None) -> Path:
+    """Writes ``model`` with its tables as the next version in ``model_dir``.
+
+    Args:
+      model: the two-tower model, item features attached.
+      features: its item features (saved, so the version can train further).
+      tables: item and user ids, histories, seen items, popularity.
+      config: the run config the model was built with.
+      model_dir: the folder of versions (TF Serving's base path).
+      k: items each recommending signature returns (at most the catalogue).
+      data: the reference to the data the model was trained on: data set
+        name or path and the content hashes (``{"dataset": ..., "fingerprint":
+        {...}}``); None when unknown.
+      split: the split of that data, kept so a later job can replay it.
+      lineage: where the version comes from, e.g. ``{"from": "run", "run":
+        "runs/ml"}`` or ``{"from": "version", "version": 3}``.
+
+    Returns:
+      The new version's folder.
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    if tables.num_items != len(features):
+        raise ValueError(f"the tables hold {tables.num_items} items, the item features "
+                         f"{len(features)}")
+    if k > tables.num_items:
+        logger.warning("k=%d is larger than the catalogue; using %d", k, tables.num_items)
+        k = tables.num_items
+    started = time.perf_counter()
+    item_embeddings, gates = model.encode_catalogue()
+    model.item_table.assign(item_embeddings)
+    module = ServingModule(model, tables, item_embeddings,
+                           TextTokenizer(features.vocabulary, config.data.max_text_tokens), k)
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=model_dir))
+    try:
+        tf.saved_model.save(module, str(staging), signatures=module.signatures())
+        write_warmup(staging, tables.user_ids[:8].tolist())
+        files = VersionFiles(staging)
+        files.side_car.mkdir()
+        model.write_checkpoint(files.weights_dir)
+        features.save(files.item_features_dir)
+        tables.save(files.tables_file)
+        if split is not None:
+            split.save(files.split_file)
+        np.save(files.gates_file, gates.astype(np.float32))
+        files.items_file.write_text(json.dumps({
+            "item_ids": tables.item_ids.tolist(), "metadata": tables.metadata,
+            "history_length": tables.history_length, "k": k}))
+        files.manifest_file.write_text(json.dumps({
+            "format": FORMAT_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "config": config.to_dict(), "k": k, "history_length": tables.history_length,
+            "items": tables.num_items, "users": len(tables.user_ids),
+            "data": data, "data_until": tables.data_until, "lineage": lineage or {}},
+            indent=2))
+        target = _rename_into_place(staging, model_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    logger.info("published version %s in %.1f s", target.name, time.perf_counter() - started)
+    return target
+
+
+def _rename_into_place(staging: Path, model_dir: Path) -> Path:
+    """Renames ``staging`` to the next free version number (atomic on one file
+    system); if another publisher took that number first, tries the next."""
+    for _ in range(100):
+        target = model_dir / str((versions(model_dir) or [0])[-1] + 1)
+        try:
+            staging.rename(target)
+            return target
+        except OSError:
+            if not target.exists():
+                raise
+    raise RuntimeError(f"could not find a free version number in {model_dir}")
+
+
+@dataclasses.dataclass
+class PublishedModel:
+    """A version loaded to be changed and published again.
+
+    Attributes:
+      number, path: the version.
+      model: the two-tower model with its weights and item features.
+      features: the item features.
+      tables: the serving tables (ids, histories, seen items, popularity).
+      config: the run config the model was built with.
+      k: items per request.
+      data: the reference to the data it was trained on (or None).
+      split: the split of that data.
+      manifest: the whole manifest.
+    """
+
+    number: int
+    path: Path
+    model: TwoTowerModel
+    features: ItemFeatures
+    tables: ServingTables
+    config: RunConfig
+    k: int
+    data: dict | None
+    split: Split
+    manifest: dict
+
+    def load_data(self) -> tuple[Dataset, Split]:
+        """The data set this version was trained on, loaded again, and its split.
+
+        A job that replays the original interactions (or re-checks the
+        validation split) must see the same data: its content hash is compared
+        part by part with the one recorded at publishing.
+
+        Raises:
+          VersionFormatError: the version records no data reference.
+          DataChangedError: the data found now differs (naming the parts).
+        """
+        if not self.data or "fingerprint" not in self.data:
+            raise VersionFormatError(f"version {self.path} records no reference to the data "
+                                     "it was trained on")
+        name = self.data["dataset"]
+        dataset = load_dataset(name, **self.config.data.loader_options(name))
+        check_fingerprint(self.data["fingerprint"], data_fingerprint(dataset, self.split),
+                          f"version {self.path}")
+        return dataset, self.split
+
+
+def load_published(path: str | os.PathLike, *, task: str = "load for training") -> PublishedModel:
+    """Loads a version folder (or the latest version of a model folder) with
+    everything needed to train it further and publish it again.
+
+    Raises:
+      VersionFormatError: the version lacks a part (an older format names
+        what it lacks and how to get a version that has it).
+    """
+    path = Path(path)
+    if not (path / "saved_model.pb").is_file():
+        path = latest_version(path)
+    files = VersionFiles(path)
+    files.require(task)
+    manifest = files.manifest()
+    config = RunConfig.from_dict(manifest["config"])
+    features = ItemFeatures.load(files.item_features_dir)
+    tables = ServingTables.load(files.tables_file, files.items()["metadata"])
+    model = build_two_tower(config, features, num_users=len(tables.user_ids))
+    model.read_checkpoint(files.weights_dir)
+    return PublishedModel(number=files.number, path=path, model=model, features=features,
+                          tables=tables, config=config, k=int(manifest["k"]),
+                          data=manifest.get("data"), split=Split.load(files.split_file),
+                          manifest=manifest)
