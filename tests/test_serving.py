@@ -241,6 +241,59 @@ def test_a_click_changes_the_next_recommendation(model_dir):
     assert str(item_ids[1]) not in after  # a clicked item is not recommended back
 
 
+def test_an_empty_history_source_leaves_the_frozen_history_in_place(model_dir, trained):
+    user_id = str(trained[1].dataset.interactions.user_ids[0])
+    alone = [r.item_id for r in Recommender.load(model_dir).recommend(user_id, k=10)]
+    with_empty_source = Recommender.load(model_dir, history_source=ClickLog())
+    assert [r.item_id for r in with_empty_source.recommend(user_id, k=10)] == alone
+    # a recent click is merged ahead of the frozen history, not instead of it
+    clicks = ClickLog()
+    recommender = Recommender.load(model_dir, history_source=clicks)
+    signatures = recommender._version.signatures
+    frozen = [h.decode() for h in signatures["user_embedding"](
+        user_id=tf.constant([user_id]))["history_item_ids"].numpy()[0]]
+    clicked = next(str(i) for i in recommender._version.item_ids
+                   if str(i) not in alone and str(i) not in frozen)
+    clicks.click(user_id, clicked)
+    merged = [h.decode() for h in signatures["user_embedding_with_history"](
+        user_id=tf.constant([user_id]), history=tf.constant([[clicked]]))[
+        "history_item_ids"].numpy()[0]]
+    assert merged == ([clicked] + frozen)[:len(frozen)]
+    after = [r.item_id for r in recommender.recommend(user_id, k=10)]
+    assert clicked not in after and after != alone
+
+
+@pytest.mark.parametrize("history_length", [0, 2, 12])
+def test_the_python_api_and_the_savedmodel_leave_out_and_rank_alike(model_dir, trained,
+                                                                     history_length):
+    """One exclusion contract: recommend_with_history on TF Serving and
+    Recommender.recommend return the same ids in the same order (k up to K),
+    for known and unknown users, with and without recent clicks."""
+    recommender = Recommender.load(model_dir)
+    signature = recommender._version.signatures["recommend_with_history"]
+    log = trained[1].dataset.interactions
+    item_ids = [str(i) for i in recommender._version.item_ids]
+    rng = np.random.default_rng(history_length)
+    users = [str(u) for u in log.user_ids[:4]] + ["a-new-user", "another-new-user"]
+    for user_id in users:
+        history = [item_ids[i] for i in rng.choice(len(item_ids), history_length)]
+        if history:
+            history[-1] = "not-an-item"
+        out = signature(user_id=tf.constant([user_id]),
+                        history=tf.constant([history or [""]]))
+        graph_ids = [i.decode() for i in out["item_ids"].numpy()[0]]
+        graph_scores = out["scores"].numpy()[0]
+        api = recommender.recommend(user_id, k=len(graph_ids), history=history)
+        assert len(api) == len(graph_ids) == 10
+        for position, (rec, graph_id, graph_score) in enumerate(zip(api, graph_ids,
+                                                                    graph_scores)):
+            # the same item, or two items whose scores tie within float error
+            assert rec.item_id == graph_id or abs(rec.score - graph_score) < 1e-5, (
+                user_id, position, rec.item_id, graph_id)
+        excluded = set(history)
+        assert excluded.isdisjoint(graph_ids) and excluded.isdisjoint(r.item_id for r in api)
+
+
 def test_reload_under_concurrent_calls(run, model_dir, trained, tmp_path):
     import shutil
     directory = tmp_path / "mmrec"

@@ -13,12 +13,17 @@ Signatures:
   A known user is scored from their last H clicks at export time, with every
   item they saw excluded; an unknown user gets the popularity list.
 * ``recommend_with_history``: ``user_id`` [B], ``history`` [B, H'] item ids,
-  most recent first, "" padded -> the same plus ``history_attention`` [B, H].
-  History items are excluded; unknown ids are masked out.
+  most recent first, "" padded (the user's clicks since the export, as a web
+  tier reads them from the feedback store) -> the same plus
+  ``history_attention`` [B, H]. The user is scored on the history given
+  merged ahead of the one frozen at export (duplicates dropped, cut to H);
+  left out are, for a known user, every item seen in the exported log, and,
+  for any user, every item given. Unknown ids are masked out.
 * ``embed_items``: ``item_id``, ``text``, ``image`` (encoded bytes, "" when
   absent) -> ``embedding`` [B, D], from raw content (cold-start items).
-* ``user_embedding`` / ``user_embedding_with_history``: the user vector and
-  history attention, for the in-process :class:`mmrec.serve.Recommender`.
+* ``user_embedding`` / ``user_embedding_with_history``: the user vector,
+  history attention and the (merged) history's ids, for the in-process
+  :class:`mmrec.serve.Recommender`, which leaves out the same items.
 """
 
 from __future__ import annotations
@@ -90,13 +95,33 @@ class ServingModule(tf.Module):
     def _user_rows(self, user_id):
         return self.user_table.lookup(user_id)
 
-    def _history_from_ids(self, history):
-        history = history[:, :self.history_length]
-        pad = self.history_length - tf.shape(history)[1]
-        history = tf.pad(history, [[0, 0], [0, pad]], constant_values="")
+    def _ids_to_indices(self, history):
+        """Item ids [B, H'] (any H', "" padded) to (indices, mask); unknown ids masked."""
         indices = self.item_table.lookup(history)
-        mask = indices >= 0
-        return tf.maximum(indices, 0), mask
+        return tf.maximum(indices, 0), indices >= 0
+
+    def _merged_history(self, rows, history):
+        """The history given (newest first) ahead of the one frozen at export,
+        duplicates dropped (the first, newest, occurrence kept), cut to H.
+
+        Returns (indices [B, H], mask [B, H], given indices [B, H'], given mask).
+        """
+        given, given_mask = self._ids_to_indices(history)
+        frozen, frozen_mask = self._frozen_history(rows)
+        items = tf.concat([given, frozen], 1)
+        valid = tf.concat([given_mask, frozen_mask], 1)
+        length = tf.shape(items)[1]
+        positions = tf.range(length)
+        earlier = positions[None, :] < positions[:, None]          # [L, L]: j before i
+        same = tf.equal(items[:, :, None], items[:, None, :]) & valid[:, None, :]
+        repeated = tf.reduce_any(same & earlier[None], -1)
+        keep = valid & ~repeated
+        order = tf.argsort(tf.where(keep, positions[None, :], positions[None, :] + length),
+                           axis=1, stable=True)[:, :self.history_length]
+        merged = tf.ensure_shape(tf.gather(items, order, batch_dims=1),
+                                 [None, self.history_length])
+        mask = tf.ensure_shape(tf.gather(keep, order, batch_dims=1), [None, self.history_length])
+        return tf.where(mask, merged, 0), mask, given, given_mask
 
     def _user_vectors(self, rows, history, mask):
         vectors = tf.gather(self.item_embeddings, history)
@@ -131,26 +156,32 @@ class ServingModule(tf.Module):
         history, mask = self._frozen_history(rows)
         users, _ = self._user_vectors(rows, history, mask)
         scores = tf.matmul(users, self.item_embeddings, transpose_b=True)
-        starts = tf.gather(self.seen_indptr, rows)
-        ends = tf.gather(self.seen_indptr, rows + 1)
-        seen = tf.gather(self.seen_items, tf.ragged.range(starts, ends))
-        scores = tf.where(self._scatter_mask(rows, seen), NEG_INF, scores)
+        scores = tf.where(self._scatter_mask(rows, self._seen(rows)), NEG_INF, scores)
         popular = tf.broadcast_to(self.popularity[None], tf.shape(scores))
         return self._top_k(tf.where(known[:, None], scores, popular))
+
+    def _seen(self, rows):
+        """Every item each row's user saw in the exported log (ragged [B, None])."""
+        starts = tf.gather(self.seen_indptr, rows)
+        ends = tf.gather(self.seen_indptr, rows + 1)
+        return tf.gather(self.seen_items, tf.ragged.range(starts, ends))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id"),
                                   tf.TensorSpec([None, None], tf.string, name="history")])
     def recommend_with_history(self, user_id, history):
         rows = self._user_rows(user_id)
-        indices, mask = self._history_from_ids(history)
-        users, attention = self._user_vectors(rows, indices, mask)
+        merged, mask, given, given_mask = self._merged_history(rows, history)
+        users, attention = self._user_vectors(rows, merged, mask)
         scores = tf.matmul(users, self.item_embeddings, transpose_b=True)
         # Neither a known user nor any known history item: popularity.
         personal = tf.logical_or(tf.reduce_any(mask, -1), rows < self.num_users)
         popular = tf.broadcast_to(self.popularity[None], tf.shape(scores))
         scores = tf.where(personal[:, None], scores, popular)
-        given = tf.ragged.boolean_mask(indices, mask)
-        scores = tf.where(self._scatter_mask(rows, given), NEG_INF, scores)
+        # Left out: what a known user saw in the exported log, and every item given.
+        # (An unknown user's row has seen nothing.)
+        scores = tf.where(self._scatter_mask(rows, self._seen(rows)), NEG_INF, scores)
+        scores = tf.where(self._scatter_mask(rows, tf.ragged.boolean_mask(given, given_mask)),
+                          NEG_INF, scores)
         return {**self._top_k(scores), "history_attention": attention}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
@@ -162,7 +193,8 @@ class ServingModule(tf.Module):
                                   tf.TensorSpec([None, None], tf.string, name="history")])
     def user_embedding_with_history(self, user_id, history):
         rows = self._user_rows(user_id)
-        return self._user_outputs(rows, *self._history_from_ids(history))
+        merged, mask, _, _ = self._merged_history(rows, history)
+        return self._user_outputs(rows, merged, mask)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="item_id"),
                                   tf.TensorSpec([None], tf.string, name="text"),

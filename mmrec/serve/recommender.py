@@ -7,11 +7,15 @@ catalogues) and explains each result: the history clicks that drew most
 attention, and how much of the item's vector came from its text and from its
 picture.
 
-A user's history comes from, in order: the ``history`` argument; the
-``history_source`` (anything with ``recent_items(user_id, limit)``, such as
-the feedback store), so a click changes the next recommendation without
-retraining; else the history frozen at export time. An unknown user with no
-history gets the popularity list, flagged as such.
+A user is scored on their recent clicks merged ahead of the history frozen in
+the version (duplicates dropped, the newest H kept). The recent clicks come
+from the ``history`` argument, else the ``history_source`` (anything with
+``recent_items(user_id, limit)``, such as the feedback store), so a click
+changes the next recommendation without retraining; with neither, the frozen
+history alone. An unknown user with no history gets the popularity list,
+flagged as such. What is left out is one contract with the SavedModel's
+``recommend_with_history``: for a known user every item seen in the exported
+log, and for any user every recent item given.
 
 Example:
 
@@ -196,12 +200,18 @@ class Recommender:
                   history: Sequence[str] | None = None) -> list[Recommendation]:
         """The top ``k`` items for ``user_id``, each with its explanation.
 
+        The user is scored on their clicks since the version was published
+        (``history``, else the history source's) merged ahead of the history
+        frozen in the version, as ``recommend_with_history`` does on TF
+        Serving; the same items are left out, so both answer alike.
+
         Args:
           user_id: the user's id (a string; ints are accepted and converted).
           k: how many; clamped (with a warning) to the catalogue size.
-          exclude_seen: leave out items the user interacted with.
-          history: the user's recent item ids, newest first, overriding both
-            the history source and the exported history.
+          exclude_seen: leave out, for a known user, every item seen in the
+            exported log, and, for any user, every item of the history given.
+          history: the user's recent item ids, newest first, instead of the
+            history source's.
         """
         if isinstance(user_id, (int, np.integer)) and not isinstance(user_id, bool):
             user_id = str(user_id)
@@ -214,13 +224,11 @@ class Recommender:
             warnings.warn(f"k={k} is larger than the catalogue ({len(state.item_ids)} items); "
                           f"returning at most {len(state.item_ids)}", stacklevel=2)
             k = len(state.item_ids)
-        if history is None and self.history_source is not None:
-            history = list(self.history_source.recent_items(user_id, state.history_length))
-        if history is not None:
-            history = [str(h) for h in history][:state.history_length]
-            padded = history + [""] * (state.history_length - len(history))
+        given = ([str(h) for h in history] if history is not None
+                 else self._recent_items(user_id, state))
+        if given:
             out = state.signatures["user_embedding_with_history"](
-                user_id=tf.constant([user_id]), history=tf.constant([padded]))
+                user_id=tf.constant([user_id]), history=tf.constant([given]))
         else:
             out = state.signatures["user_embedding"](user_id=tf.constant([user_id]))
         history_ids = [h.decode() for h in out["history_item_ids"].numpy()[0]]
@@ -228,7 +236,7 @@ class Recommender:
         personal = bool(out["known_user"].numpy()[0]) or any(history_ids)
         excluded: set[int] = set()
         if exclude_seen:
-            excluded = {state.item_index[h] for h in history_ids if h in state.item_index}
+            excluded = {state.item_index[h] for h in given if h in state.item_index}
             row = state.user_index.get(user_id)
             if row is not None:
                 excluded.update(state.seen_items[
@@ -239,10 +247,7 @@ class Recommender:
             scores = state.popularity.astype(np.float64).copy()
         if excluded:
             scores[list(excluded)] = -np.inf
-        available = int(np.isfinite(scores).sum())
-        top = np.argpartition(-scores, min(k, len(scores) - 1))[:k] if k < len(scores) \
-            else np.arange(len(scores))
-        top = top[np.argsort(-scores[top], kind="stable")][:min(k, available)]
+        top = top_k(scores, k)
         because = tuple((item, self._title(state, item), float(weight)) for item, weight in
                         sorted(((h, w) for h, w in zip(history_ids, attention) if h),
                                key=lambda pair: -pair[1])[:3])
@@ -259,6 +264,13 @@ class Recommender:
                     fallback=None if personal else "popularity")))
         return results
 
+    def _recent_items(self, user_id: str, state: _Version) -> list[str]:
+        """The history source's recent items (none without a source)."""
+        if self.history_source is None:
+            return []
+        return [str(item) for item in self.history_source.recent_items(
+            user_id, state.history_length)]
+
     def _scores(self, state: _Version, user: np.ndarray, depth: int) -> np.ndarray:
         """Scores of every item; with an index, -inf outside its top ``depth``."""
         if state.index is not None:
@@ -273,6 +285,16 @@ class Recommender:
         titles = state.metadata.get("title")
         index = state.item_index.get(item_id)
         return titles[index] if titles and index is not None else item_id
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` highest finite scores, highest first, ties broken
+    by the lower index (as ``tf.math.top_k`` does in the SavedModel)."""
+    finite = np.flatnonzero(np.isfinite(scores))
+    if len(finite) > k:
+        threshold = np.partition(scores[finite], len(finite) - k)[len(finite) - k]
+        finite = finite[scores[finite] >= threshold]  # every tie at the boundary
+    return finite[np.lexsort((finite, -scores[finite]))][:k]
 
 
 _default: Recommender | None = None
