@@ -107,3 +107,17 @@ def test_mmrec_layout_with_x_label(tmp_path):
     assert dataset.explicit_split.tolist() == ["train", "valid", "test", "train", "test"]
     coverage = dataset.catalogue.coverage()
     assert coverage["text"] == 0.0 and coverage["image_features"] == 1.0
+
+
+def test_picture_resize_weights_are_a_normalised_antialiased_triangle():
+    from mmrec.data.images import resize_pixels, resize_weights
+    assert np.array_equal(resize_weights(5, 5), np.eye(5))            # same size: copied
+    halves = resize_weights(8, 4)
+    np.testing.assert_allclose(halves.sum(1), 1.0)
+    # shrinking by 2: each output pixel is a triangle over 4 input pixels (antialiased)
+    np.testing.assert_allclose(halves[1, 1:5], [1 / 8, 3 / 8, 3 / 8, 1 / 8])
+    flat = np.full((9, 7, 3), 200, np.uint8)
+    assert (resize_pixels(flat, 4, 3) == 200).all() and (resize_pixels(flat, 13, 1) == 200).all()
+    red = np.zeros((4, 4, 3), np.uint8)
+    red[..., 0] = 255
+    assert (resize_pixels(red, 2, 1) == 76).all()                     # 0.299 * 255, ITU-R 601

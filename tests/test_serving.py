@@ -193,6 +193,43 @@ def test_embed_items_embeds_new_items_from_raw_content(model_dir, trained):
     assert out["modality_gate"].numpy()[1].tolist() == [1.0, 0.0]  # no picture: all text
 
 
+@pytest.mark.parametrize("width, height", [(61, 47), (20, 13)])
+def test_a_picture_that_needs_resizing_embeds_alike_in_training_and_serving(model_dir, trained,
+                                                                           width, height):
+    """A new item's picture goes through the catalogue loader (training) and
+    through embed_items (the SavedModel); both must give the same pixels, so
+    the same vector."""
+    import io
+
+    from PIL import Image
+
+    from mmrec.data.images import decode_image
+    model, data, _, _ = trained
+    loaded = tf.saved_model.load(str(model_dir / "1"))
+    photo = Image.fromarray(data.features.images[7][..., 0]).convert("RGB").resize(
+        (width, height), Image.BICUBIC)
+    buffer = io.BytesIO()
+    photo.save(buffer, "PNG")
+    text = "a slim wool coat from Nordvik"
+    out = loaded.signatures["embed_items"](item_id=tf.constant(["new-coat"]),
+                                           text=tf.constant([text]),
+                                           image=tf.constant([buffer.getvalue()]))
+    # the training path: the loader's decoding, the item tower on item features
+    pixels = decode_image(buffer.getvalue(), data.features.images.shape[1], 1)
+    from mmrec.export.serving_module import decode_picture
+    side = data.features.images.shape[1]
+    np.testing.assert_array_equal(decode_picture(tf.constant(buffer.getvalue()), (side, side),
+                                                 1).numpy(), pixels)  # the same pixels
+    from mmrec.features.text import TextTokenizer
+    tokens = TextTokenizer(data.features.vocabulary, data.features.token_ids.shape[1])([text])
+    vector, gate = model.item_tower({
+        "item": tf.constant([0]), "item_known": tf.constant([False]), "token_ids": tokens,
+        "text_mask": tf.constant([True]), "images": tf.constant(pixels[None]),
+        "image_mask": tf.constant([True])}, training=False)
+    np.testing.assert_allclose(out["embedding"].numpy()[0], vector.numpy()[0], atol=1e-5)
+    np.testing.assert_allclose(out["modality_gate"].numpy()[0], gate.numpy()[0], atol=1e-5)
+
+
 def test_recommender_api(model_dir, trained):
     recommender = Recommender.load(model_dir)
     log = trained[1].dataset.interactions

@@ -31,11 +31,42 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from mmrec.data.images import GRAY_WEIGHTS
 from mmrec.export.serving_tables import ServingTables
 from mmrec.features.text import TextTokenizer
 from mmrec.model.two_tower import TwoTowerModel
 
 NEG_INF = -1e9
+
+
+def _resize_weights(in_size, out_size: int):
+    """:func:`mmrec.data.images.resize_weights` in TensorFlow (dynamic ``in_size``)."""
+    in_size = tf.cast(in_size, tf.float64)
+    scale = in_size / out_size
+    support = tf.maximum(scale, 1.0)
+    centers = (tf.range(out_size, dtype=tf.float64) + 0.5) * scale
+    positions = tf.range(in_size, dtype=tf.float64) + 0.5
+    weights = tf.nn.relu(1.0 - tf.abs(positions[None, :] - centers[:, None]) / support)
+    return weights / tf.reduce_sum(weights, axis=1, keepdims=True)
+
+
+def decode_picture(encoded: tf.Tensor, size: tuple[int, int], channels: int) -> tf.Tensor:
+    """Encoded bytes to uint8 [height, width, channels], the pixels training saw.
+
+    The same decoding to RGB, resize weights, gray conversion and single final
+    rounding as :func:`mmrec.data.images.decode_image`, written in TensorFlow
+    so that stock TF Serving runs it (``embed_items``).
+    """
+    height, width = size
+    rgb = tf.cast(tf.io.decode_image(encoded, channels=3, expand_animations=False), tf.float64)
+    shape = tf.shape(rgb)
+    resized = tf.tensordot(_resize_weights(shape[0], height), rgb, axes=[[1], [0]])
+    resized = tf.transpose(tf.tensordot(resized, _resize_weights(shape[1], width),
+                                        axes=[[1], [1]]), [0, 2, 1])
+    if channels == 1:
+        resized = tf.tensordot(resized, tf.constant(GRAY_WEIGHTS, tf.float64)[:, None],
+                               axes=[[2], [0]])
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
 
 
 class ServingModule(tf.Module):
@@ -211,9 +242,7 @@ class ServingModule(tf.Module):
             def decode(encoded):
                 return tf.cond(
                     tf.strings.length(encoded) > 0,
-                    lambda: tf.cast(tf.image.resize(tf.io.decode_image(
-                        encoded, channels=channels, expand_animations=False),
-                        [height, width]), tf.uint8),
+                    lambda: decode_picture(encoded, (height, width), channels),
                     lambda: tf.zeros([height, width, channels], tf.uint8))
 
             inputs["images"] = tf.map_fn(decode, image, fn_output_signature=tf.TensorSpec(
