@@ -10,6 +10,8 @@ Commands mirror the data flow, each a thin layer over the Python API:
                         [--epochs N] [--resume]
     mmrec evaluate      --run runs/ml [--json]
     mmrec export        --run runs/ml --model-dir saved_models/mmrec [--k 100]
+    mmrec catalogue add    --model-dir saved_models/mmrec --items new_items.csv
+    mmrec catalogue retire --model-dir saved_models/mmrec --items ID1,ID2
     mmrec recommend     --user 196 [-k 10] [--model-dir DIR] [--json] [--sheet recs.png]
     mmrec bench quality --dataset movielens-100k [--seeds 1,2,3] [--json FILE]
     mmrec bench throughput --dataset shop [--precisions float32,mixed_bfloat16] [--json FILE]
@@ -224,6 +226,25 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_catalogue_add(args: argparse.Namespace) -> int:
+    from mmrec.export.catalogue_changes import add_items
+    change = add_items(args.model_dir, args.items, encoding=args.encoding)
+    for line in change.report.summary():
+        print(f"mmrec: {line}", file=sys.stderr)
+    print(f"added {len(change.added):,} items as version {change.version.name}: "
+          f"{change.version}")
+    return 0
+
+
+def cmd_catalogue_retire(args: argparse.Namespace) -> int:
+    from mmrec.export.catalogue_changes import retire_items
+    ids = [i for part in args.items for i in part.split(",")]
+    change = retire_items(args.model_dir, ids)
+    print(f"retired {len(change.retired):,} items in version {change.version.name}: "
+          f"{change.version}")
+    return 0
+
+
 def cmd_recommend(args: argparse.Namespace) -> int:
     from mmrec.serve.recommender import Recommender
     recommender = Recommender.load(args.model_dir)
@@ -344,6 +365,23 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--k", type=int, default=100, help="items per request")
     export.set_defaults(handler=cmd_export)
 
+    catalogue = commands.add_parser("catalogue", help="change a published catalogue without "
+                                    "retraining: add new items, retire old ones")
+    catalogue_commands = catalogue.add_subparsers(dest="catalogue_command", required=True)
+    add = catalogue_commands.add_parser("add", help="embed new items from their text and "
+                                        "pictures and publish the next version with them")
+    add.add_argument("--model-dir", default="saved_models/mmrec")
+    add.add_argument("--items", required=True, help="items table (CSV, JSONL or Parquet; "
+                     "the schema of docs/DATA.md, pictures relative to its folder)")
+    add.add_argument("--encoding", default="utf-8", help="the table's text encoding")
+    add.set_defaults(handler=cmd_catalogue_add)
+    retire = catalogue_commands.add_parser("retire", help="publish the next version in which "
+                                           "these items are never recommended")
+    retire.add_argument("--model-dir", default="saved_models/mmrec")
+    retire.add_argument("--items", required=True, action="append",
+                        help="item ids, comma-separated (repeatable)")
+    retire.set_defaults(handler=cmd_catalogue_retire)
+
     recommend = commands.add_parser("recommend", help="recommendations with explanations")
     recommend.add_argument("--user", required=True, help="user id")
     recommend.add_argument("-k", type=int, default=10, help="how many items")
@@ -403,6 +441,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command not in QUIET_COMMANDS:
             print(f"mmrec: {device_summary()}", file=sys.stderr)
+            if not args.verbose:  # TensorFlow's own Python warnings (retracing, ...)
+                import tensorflow as tf
+                tf.get_logger().setLevel(logging.ERROR)
         return args.handler(args)
     except DataError as error:
         print(f"mmrec: data error: {error}", file=sys.stderr)

@@ -559,3 +559,166 @@ def test_two_publishers_racing_for_one_number_both_land(tmp_path, monkeypatch):
     target = publishing._rename_into_place(staging, directory)
     assert target.name == "3" and (target / "saved_model.pb").read_bytes() == b"mine"
     assert (directory / "2" / "saved_model.pb").read_bytes() == b"taken by the other publisher"
+
+
+# --- catalogue changes without retraining -------------------------------------------------
+
+def write_new_items(folder: Path, count: int, seed: int = 9) -> tuple[Path, list[str]]:
+    """An items table of ``count`` new products with pictures (another shop's)."""
+    import csv
+
+    from PIL import Image
+
+    from mmrec.data.shop import ShopConfig, generate_shop
+    other = generate_shop(ShopConfig(num_items=max(count, 20), num_users=10, num_clicks=100,
+                                     seed=seed))
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(count):
+        Image.fromarray(other.catalogue.images[i][..., 0]).save(folder / f"new-{i}.png")
+        rows.append({"item_id": f"new-{i}", "title": other.catalogue.metadata["title"][i],
+                     "text": other.catalogue.texts[i], "image_path": f"new-{i}.png"})
+    with open(folder / "items.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return folder / "items.csv", [row["item_id"] for row in rows]
+
+
+def test_catalogue_add_embeds_new_items_and_keeps_the_others_bit_for_bit(model_dir, tmp_path):
+    import shutil
+
+    from mmrec.export.catalogue_changes import add_items
+    from mmrec.export.publish import load_published
+    directory = tmp_path / "mmrec"
+    shutil.copytree(model_dir / "1", directory / "1")
+    table, new_ids = write_new_items(tmp_path / "new", 6)
+    with open(table, "a") as handle:
+        handle.write(f"{load_published(directory).tables.item_ids[0]},dup,already here,\n")
+    before = load_published(directory)
+    change = add_items(directory, table)
+    assert change.version.name == "2" and change.added == new_ids
+    assert change.report.count("item already in the version") == 1
+    after = load_published(directory)
+    count = before.tables.num_items
+    assert np.array_equal(after.item_embeddings[:count], before.item_embeddings)  # bit for bit
+    assert np.array_equal(after.gates[:count], before.gates)
+    assert after.tables.item_ids[count:].tolist() == new_ids
+    assert after.tables.trained_items[count:].tolist() == [False] * 6
+    assert after.tables.trained_items[:count].all()
+    assert after.manifest["lineage"] == {"from": "version", "version": 1,
+                                         "change": "add items", "items": 6}
+    # new items are vectors from their content: unit length, and the SavedModel's
+    # embed_items (an unknown id, the same text and picture) places them the same
+    vectors = after.item_embeddings[count:]
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    loaded = tf.saved_model.load(str(change.version))
+    picture = (tmp_path / "new" / "new-0.png").read_bytes()
+    embedded = loaded.signatures["embed_items"](
+        item_id=tf.constant(["not-in-any-catalogue"]), text=tf.constant([_text_of(table, 0)]),
+        image=tf.constant([picture]))
+    np.testing.assert_allclose(embedded["embedding"].numpy()[0], vectors[0], atol=1e-5)
+    # the new version serves them: one as history moves the user, and can be recommended
+    recommender = Recommender.load(directory)
+    assert recommender.version == 2
+    everything = [r.item_id for r in recommender.recommend(
+        "a-new-user", k=len(after.tables.item_ids), history=[new_ids[0]])]
+    assert set(new_ids[1:]) <= set(everything) and new_ids[0] not in everything
+
+
+def _text_of(table: Path, row: int) -> str:
+    import csv
+    with open(table, newline="") as handle:
+        record = list(csv.DictReader(handle))[row]
+    return f"{record['title']} {record['text']}"
+
+
+def test_catalogue_commands_add_and_retire(model_dir, tmp_path):
+    import shutil
+    directory = tmp_path / "mmrec"
+    shutil.copytree(model_dir / "1", directory / "1")
+    table, new_ids = write_new_items(tmp_path / "new", 3)
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "mmrec.cli", "catalogue", *args,
+                               "--model-dir", str(directory)], capture_output=True, text=True,
+                              timeout=300, check=False)
+
+    added = cli("add", "--items", str(table))
+    assert added.returncode == 0, added.stderr[-2000:]
+    assert "added 3 items as version 2" in added.stdout
+    retired = cli("retire", "--items", ",".join(new_ids[:2]), "--items", new_ids[2])
+    assert retired.returncode == 0, retired.stderr[-2000:]
+    assert "retired 3 items in version 3" in retired.stdout
+    unknown = cli("retire", "--items", "no-such-item")
+    assert unknown.returncode == 2 and "does not have: ['no-such-item']" in unknown.stderr
+    assert versions(directory) == [1, 2, 3]
+
+
+def test_catalogue_add_of_nothing_new_is_refused(model_dir, tmp_path):
+    import shutil
+
+    from mmrec.data.problems import DataError
+    from mmrec.export.catalogue_changes import add_items
+    directory = tmp_path / "mmrec"
+    shutil.copytree(model_dir / "1", directory / "1")
+    known = str(Recommender.load(directory)._version.item_ids[0])
+    (tmp_path / "items.csv").write_text(f"item_id,title\n{known},again\n")
+    with pytest.raises(DataError, match="no new items: all 1 are already in version 1"):
+        add_items(directory, tmp_path / "items.csv")
+    assert versions(directory) == [1]
+
+
+def test_retired_items_are_never_recommended(model_dir, trained, tmp_path):
+    import shutil
+
+    from mmrec.data.problems import DataError
+    from mmrec.export.catalogue_changes import retire_items
+    directory = tmp_path / "mmrec"
+    shutil.copytree(model_dir / "1", directory / "1")
+    recommender = Recommender.load(directory)
+    users = [str(u) for u in trained[1].dataset.interactions.user_ids[:20]] + ["stranger"]
+    popular = [r.item_id for r in recommender.recommend("stranger", k=5)]
+    favourites = {r.item_id for u in users for r in recommender.recommend(u, k=3)}
+    retired = sorted(favourites | set(popular))
+    with pytest.raises(DataError, match=r"does not have: \['no-such-item'\]"):
+        retire_items(directory, retired + ["no-such-item"])
+    change = retire_items(directory, retired)
+    assert change.version.name == "2" and change.retired == retired
+    assert recommender.reload()
+    loaded = tf.saved_model.load(str(change.version))
+    for user_id in users:
+        api = {r.item_id for r in recommender.recommend(user_id, k=10)}
+        frozen = {i.decode() for i in loaded.signatures["serving_default"](
+            user_id=tf.constant([user_id]))["item_ids"].numpy()[0]}
+        fresh = {i.decode() for i in loaded.signatures["recommend_with_history"](
+            user_id=tf.constant([user_id]), history=tf.constant([[retired[0]]]))[
+            "item_ids"].numpy()[0]}
+        assert api.isdisjoint(retired) and frozen.isdisjoint(retired)
+        assert fresh.isdisjoint(retired)
+    # a retired item still counts in a history: it moves the user
+    before = recommender.recommend("stranger", k=5, history=[retired[0]])
+    assert before[0].explanation.fallback is None
+
+
+def test_killed_catalogue_add_leaves_no_partial_version(model_dir, tmp_path):
+    import shutil
+    directory = tmp_path / "mmrec"
+    shutil.copytree(model_dir / "1", directory / "1")
+    table, _ = write_new_items(tmp_path / "new", 4)
+    code = ("import sys, mmrec\n"
+            "from mmrec.export.catalogue_changes import add_items\n"
+            "add_items(sys.argv[1], sys.argv[2])\n")
+    process = subprocess.Popen([sys.executable, "-c", code, str(directory), str(table)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    deadline = time.time() + 240
+    while (time.time() < deadline and process.poll() is None
+           and not list(directory.glob(".incomplete-*/*"))):
+        time.sleep(0.01)
+    assert process.poll() is None, "the catalogue change finished before it could be killed"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert versions(directory) == [1]
+    assert not [p for p in directory.iterdir() if p.name.isdigit() and p.name != "1"]
+    assert len(Recommender.load(directory).recommend("stranger", k=3)) == 3

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mmrec.data.catalogue import Catalogue
 from mmrec.data.dataset import Dataset
 from mmrec.data.problems import DataError, LoadReport
 from mmrec.data.records import ItemFields, build_catalogue, build_interactions, read_options
@@ -81,14 +82,11 @@ def read_tabular(folder: str | os.PathLike, *, fields: ItemFields = ItemFields()
         raise DataError(f"no {missing} table: expected {missing}.csv, .jsonl or .parquet",
                         file=str(folder))
     report = LoadReport()
-    columns, rows = read_table(items_path, encoding=encoding)
-    rows = list(rows)
-    catalogue, kept = build_catalogue(columns, rows, file=str(items_path), report=report,
-                                      fields=fields, image_root=folder,
-                                      image_size=image_size, image_channels=image_channels,
-                                      encoding=encoding)
-    catalogue.text_features = load_feature_matrix(folder / "text_feat.npy", kept, len(rows))
-    catalogue.image_features = load_feature_matrix(folder / "image_feat.npy", kept, len(rows))
+    catalogue, kept, count = _read_item_table(items_path, report, fields=fields,
+                                              image_size=image_size,
+                                              image_channels=image_channels, encoding=encoding)
+    catalogue.text_features = load_feature_matrix(folder / "text_feat.npy", kept, count)
+    catalogue.image_features = load_feature_matrix(folder / "image_feat.npy", kept, count)
     columns, inter_rows = read_table(inter_path, encoding=encoding)
     interactions, _ = build_interactions(columns, inter_rows, file=str(inter_path),
                                          item_index=catalogue.index(), report=report,
@@ -102,3 +100,33 @@ def read_tabular(folder: str | os.PathLike, *, fields: ItemFields = ItemFields()
         from mmrec.data.splits import read_split_file
         dataset.explicit_split = read_split_file(split_file, dataset)
     return dataset
+
+
+def _read_item_table(path: Path, report: LoadReport, *, fields: ItemFields, image_size: int,
+                     image_channels: int, encoding: str) -> tuple[Catalogue, np.ndarray, int]:
+    """The items table as a catalogue, the kept rows' positions and the row count;
+    pictures are found relative to the table's folder."""
+    columns, rows = read_table(path, encoding=encoding)
+    rows = list(rows)
+    catalogue, kept = build_catalogue(columns, rows, file=str(path), report=report,
+                                      fields=fields, image_root=path.parent,
+                                      image_size=image_size, image_channels=image_channels,
+                                      encoding=encoding)
+    return catalogue, kept, len(rows)
+
+
+def read_items(path: str | os.PathLike, *, fields: ItemFields = ItemFields(),
+               image_size: int = 64, image_channels: int = 3,
+               encoding: str = "utf-8") -> tuple[Catalogue, LoadReport]:
+    """Reads one items table (CSV, TSV, JSONL or Parquet) of the schema above:
+    new products to add to a published catalogue, with their text and pictures.
+
+    Example:
+
+        catalogue, report = read_items("new_items.csv", image_size=28, image_channels=1)
+    """
+    report = LoadReport()
+    catalogue, _, _ = _read_item_table(Path(path), report, fields=fields,
+                                       image_size=image_size, image_channels=image_channels,
+                                       encoding=encoding)
+    return catalogue, report

@@ -77,7 +77,8 @@ def write_warmup(version_dir: Path, user_ids: list[str]) -> Path:
 def publish(model: TwoTowerModel, features: ItemFeatures, tables: ServingTables,
             config: RunConfig, model_dir: str | os.PathLike, *, k: int = 100,
             data: dict | None = None, split: Split | None = None,
-            lineage: dict | None = None) -> Path:
+            lineage: dict | None = None, item_embeddings: np.ndarray | None = None,
+            gates: np.ndarray | None = None) -> Path:
     """Writes ``model`` with its tables as the next version in ``model_dir``.
 
     Args:
@@ -93,6 +94,10 @@ def publish(model: TwoTowerModel, features: ItemFeatures, tables: ServingTables,
       split: the split of that data, kept so a later job can replay it.
       lineage: where the version comes from, e.g. ``{"from": "run", "run":
         "runs/ml"}`` or ``{"from": "version", "version": 3}``.
+      item_embeddings, gates: the item vectors [N, D] and modality gates
+        [N, 2] to serve, when the caller has them (a catalogue change keeps
+        the existing items' vectors bit for bit); by default the model's
+        item tower encodes the whole catalogue.
 
     Returns:
       The new version's folder.
@@ -106,7 +111,11 @@ def publish(model: TwoTowerModel, features: ItemFeatures, tables: ServingTables,
         logger.warning("k=%d is larger than the catalogue; using %d", k, tables.num_items)
         k = tables.num_items
     started = time.perf_counter()
-    item_embeddings, gates = model.encode_catalogue()
+    if item_embeddings is None or gates is None:
+        item_embeddings, gates = model.encode_catalogue()
+    if len(item_embeddings) != tables.num_items or len(gates) != tables.num_items:
+        raise ValueError(f"{len(item_embeddings)} item embeddings and {len(gates)} gates for "
+                         f"{tables.num_items} items")
     model.item_table.assign(item_embeddings)
     module = ServingModule(model, tables, item_embeddings,
                            TextTokenizer(features.vocabulary, config.data.max_text_tokens), k)
@@ -169,6 +178,8 @@ class PublishedModel:
       data: the reference to the data it was trained on (or None).
       split: the split of that data.
       manifest: the whole manifest.
+      item_embeddings: float32 [N, D] the vectors the version serves.
+      gates: float32 [N, 2] their text/image shares.
     """
 
     number: int
@@ -181,6 +192,8 @@ class PublishedModel:
     data: dict | None
     split: Split
     manifest: dict
+    item_embeddings: np.ndarray
+    gates: np.ndarray
 
     def load_data(self) -> tuple[Dataset, Split]:
         """The data set this version was trained on, loaded again, and its split.
@@ -222,7 +235,11 @@ def load_published(path: str | os.PathLike, *, task: str = "load for training") 
     tables = ServingTables.load(files.tables_file, files.items()["metadata"])
     model = build_two_tower(config, features, num_users=len(tables.user_ids))
     model.read_checkpoint(files.weights_dir)
+    served = tf.train.load_checkpoint(str(path / "variables" / "variables"))
     return PublishedModel(number=files.number, path=path, model=model, features=features,
                           tables=tables, config=config, k=int(manifest["k"]),
                           data=manifest.get("data"), split=Split.load(files.split_file),
-                          manifest=manifest)
+                          manifest=manifest,
+                          item_embeddings=served.get_tensor(
+                              "item_embeddings/.ATTRIBUTES/VARIABLE_VALUE"),
+                          gates=np.load(files.gates_file))

@@ -101,6 +101,7 @@ class ServingModule(tf.Module):
                                            name="item_embeddings")
         self.popularity = tf.Variable(tables.popularity.astype(np.float32), trainable=False,
                                       name="popularity")
+        self.retired = tf.Variable(tables.retired.astype(bool), trainable=False, name="retired")
         # Row U of the user arrays is the unknown user: no history, nothing seen.
         self.histories = tf.Variable(np.vstack([histories, np.zeros_like(histories[:1])]),
                                      trainable=False, name="histories")
@@ -176,6 +177,7 @@ class ServingModule(tf.Module):
         return tf.scatter_nd(coordinates, updates, shape)
 
     def _top_k(self, scores):
+        scores = tf.where(self.retired[None], NEG_INF, scores)  # retired: never recommended
         values, indices = tf.math.top_k(scores, k=self.k)
         return {"item_ids": tf.gather(self.item_ids, indices), "scores": values}
 

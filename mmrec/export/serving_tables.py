@@ -64,6 +64,8 @@ class ServingTables:
       metadata: display fields per item (title, ...), lists of [N].
       trained_items: bool [N], True for items whose id vector was trained
         (False for items held out of training or added after it).
+      retired: bool [N], True for items never to be recommended again (they
+        may stay in histories, where they still describe a user's taste).
       user_ids: external user ids [U] (str).
       histories: int32 [U, H] each user's last H items, most recent first.
       history_mask: bool [U, H].
@@ -82,9 +84,14 @@ class ServingTables:
     seen_items: np.ndarray
     popularity: np.ndarray
     data_until: float | None
+    retired: np.ndarray | None = None
 
-    ARRAYS = ("item_ids", "trained_items", "user_ids", "histories", "history_mask",
+    ARRAYS = ("item_ids", "trained_items", "retired", "user_ids", "histories", "history_mask",
               "seen_indptr", "seen_items", "popularity")
+
+    def __post_init__(self) -> None:
+        if self.retired is None:
+            self.retired = np.zeros(len(self.item_ids), dtype=bool)
 
     @classmethod
     def from_interactions(cls, catalogue: Catalogue, log: Interactions, history_length: int,
@@ -118,6 +125,6 @@ class ServingTables:
     @classmethod
     def load(cls, path: str | os.PathLike, metadata: dict[str, list]) -> "ServingTables":
         with np.load(Path(path), allow_pickle=False) as stored:
-            arrays = {name: stored[name] for name in cls.ARRAYS}
+            arrays = {name: stored[name] for name in cls.ARRAYS if name in stored}
             until = float(stored["data_until"])
         return cls(metadata=metadata, data_until=None if np.isnan(until) else until, **arrays)

@@ -222,10 +222,43 @@ class TwoTowerModel(tfrs.Model):
         """Reads weights :meth:`write_checkpoint` (or a run's ``best/``) wrote,
         and builds both towers so that every weight is in place on return."""
         tf.train.Checkpoint(model=self).read(str(Path(folder) / "weights")).expect_partial()
+        self.build_towers()
+
+    def build_towers(self) -> None:
+        """Creates every weight (Keras builds layers on their first call): the item
+        tower by encoding the catalogue, the user tower on one empty history."""
         self.refresh_item_table()
         history = tf.zeros([1, self.history_length], tf.int32)
         self.user_vectors(history, tf.ones([1, self.history_length], tf.bool),
                           tf.zeros([1], tf.int32))
+
+    def copy_weights_from(self, other: "TwoTowerModel") -> None:
+        """Takes every weight of ``other``, a model of the same config over a
+        smaller catalogue (items appended since): the item-id vectors of the
+        items ``other`` did not have start at zero, as untrained ones do.
+
+        Raises:
+          ValueError: the models differ in more than the catalogue size.
+        """
+        self.build_towers()
+        other.build_towers()
+        mine, theirs = self.weights, other.weights
+        if len(mine) != len(theirs):
+            raise ValueError(f"copy_weights_from: {len(theirs)} weights for {len(mine)}")
+        for target, source in zip(mine, theirs):
+            name = target.name.split("/", 1)[-1]
+            if name != source.name.split("/", 1)[-1]:
+                raise ValueError(f"copy_weights_from: weight {source.name} where {target.name} "
+                                 "was expected (another config?)")
+            value = source.numpy()
+            if target.shape != value.shape:
+                extra = target.shape[0] - value.shape[0]
+                if "item_id_embedding" not in name or extra < 0 or (
+                        target.shape[1:] != value.shape[1:]):
+                    raise ValueError(f"copy_weights_from: {name} is {target.shape}, the source "
+                                     f"{value.shape}")
+                value = np.concatenate([value, np.zeros((extra, *value.shape[1:]), value.dtype)])
+            target.assign(value)
 
     def attention_variables(self) -> list[tf.Variable]:
         """Trainable variables of the cross-modal attention, the modality gate

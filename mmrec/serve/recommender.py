@@ -95,6 +95,7 @@ class _Version:
     seen_items: np.ndarray
     user_index: dict[str, int]
     gates: np.ndarray
+    retired: np.ndarray
     metadata: dict[str, list]
     history_length: int
     index: object | None
@@ -155,6 +156,8 @@ class Recommender:
             seen_indptr=loaded.seen_indptr.numpy(), seen_items=loaded.seen_items.numpy(),
             user_index={user: row for row, user in enumerate(user_ids)},
             gates=np.load(files.gates_file),
+            retired=(loaded.retired.numpy() if hasattr(loaded, "retired")
+                     else np.zeros(len(item_ids), dtype=bool)),
             metadata=side_car["metadata"], history_length=side_car["history_length"],
             index=self._build_index(embeddings), loaded=loaded)
         self._warm_up(state)
@@ -247,6 +250,7 @@ class Recommender:
             scores = state.popularity.astype(np.float64).copy()
         if excluded:
             scores[list(excluded)] = -np.inf
+        scores[state.retired] = -np.inf  # retired items are never recommended
         top = top_k(scores, k)
         because = tuple((item, self._title(state, item), float(weight)) for item, weight in
                         sorted(((h, w) for h, w in zip(history_ids, attention) if h),
