@@ -279,6 +279,18 @@ def format_recommendations(user_id: str, version: int, results) -> str:
     return "\n".join(lines)
 
 
+def cmd_bench_catalogue(args: argparse.Namespace) -> int:
+    from mmrec.bench.catalogue import format_catalogue_table, run_catalogue_benchmark
+    config = read_run_config(args)
+    report = run_catalogue_benchmark(config.data.dataset_options.get("shop", {}),
+                                     new_items=args.new_items, per_user=args.per_user,
+                                     base=config, seed=args.seed)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    print(format_catalogue_table(report))
+    return 0
+
+
 def cmd_bench_latency(args: argparse.Namespace) -> int:
     from mmrec.bench.latency import format_latency_table, run_latency_benchmark
     report = run_latency_benchmark(args.model_dir, run=args.run, calls=args.calls)
@@ -414,6 +426,17 @@ def build_parser() -> argparse.ArgumentParser:
                                  "to pay off)")
     throughput.add_argument("--json", help="write the report to this file")
     throughput.set_defaults(handler=cmd_bench_throughput)
+    catalogue_bench = bench_commands.add_parser(
+        "catalogue", help="catalogue add on the shop: time, and whether new items reach the "
+        "users whose true tastes they suit")
+    add_config_options(catalogue_bench)
+    catalogue_bench.add_argument("--new-items", type=int, default=1000,
+                                 help="shop items held out of training and added after it")
+    catalogue_bench.add_argument("--per-user", type=int, default=5,
+                                 help="best-suited and random new items compared per user")
+    catalogue_bench.add_argument("--seed", type=int, default=0)
+    catalogue_bench.add_argument("--json", help="write the report to this file")
+    catalogue_bench.set_defaults(handler=cmd_bench_catalogue)
     latency = bench_commands.add_parser("latency", help="export, load and recommend timings")
     latency.add_argument("--model-dir", default="saved_models/mmrec")
     latency.add_argument("--run", help="export this run first and time the export")
