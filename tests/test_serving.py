@@ -262,7 +262,7 @@ class ClickLog:
     def click(self, user_id: str, item_id: str) -> None:
         self.clicks.setdefault(user_id, []).insert(0, item_id)
 
-    def recent_items(self, user_id: str, limit: int) -> list[str]:
+    def recent_items(self, user_id: str, limit: int, since: float | None = None) -> list[str]:
         return self.clicks.get(user_id, [])[:limit]
 
 
@@ -298,6 +298,44 @@ def test_an_empty_history_source_leaves_the_frozen_history_in_place(model_dir, t
     assert merged == ([clicked] + frozen)[:len(frozen)]
     after = [r.item_id for r in recommender.recommend(user_id, k=10)]
     assert clicked not in after and after != alone
+
+
+class UnreachableStore:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def recent_items(self, user_id: str, limit: int, since: float | None = None) -> list[str]:
+        self.calls += 1
+        raise ConnectionError("the store's server is down")
+
+
+def test_an_unreachable_history_source_is_logged_once_and_the_frozen_history_serves(
+        model_dir, trained, caplog):
+    user_id = str(trained[1].dataset.interactions.user_ids[0])
+    alone = [r.item_id for r in Recommender.load(model_dir).recommend(user_id, k=5)]
+    store = UnreachableStore()
+    recommender = Recommender.load(model_dir, history_source=store)
+    with caplog.at_level("WARNING", logger="mmrec.serve"):
+        for _ in range(3):
+            assert [r.item_id for r in recommender.recommend(user_id, k=5)] == alone
+    assert store.calls == 3
+    failures = [r for r in caplog.records if "failed" in r.getMessage()]
+    assert len(failures) == 1 and "the store's server is down" in failures[0].getMessage()
+
+
+def test_the_source_is_asked_only_for_clicks_newer_than_the_versions_data(model_dir):
+    asked = []
+
+    class Spy(ClickLog):
+        def recent_items(self, user_id, limit, since=None):
+            asked.append((limit, since))
+            return []
+
+    recommender = Recommender.load(model_dir, history_source=Spy())
+    recommender.recommend("someone", k=3)
+    from mmrec.export.layout import VersionFiles
+    data_until = VersionFiles(model_dir / "1").manifest()["data_until"]
+    assert asked == [(recommender._version.history_length, data_until)] and data_until > 0
 
 
 @pytest.mark.parametrize("history_length", [0, 2, 12])

@@ -49,9 +49,16 @@ DEFAULT_MODEL_DIR = "saved_models/mmrec"
 
 
 class RecentItems(Protocol):
-    """Anything that can answer "the recent items of this user", newest first."""
+    """Anything that can answer "the recent items of this user", newest first.
 
-    def recent_items(self, user_id: str, limit: int) -> Sequence[str]: ...
+    ``since`` (epoch seconds) asks only for items clicked after that moment: the
+    Recommender passes the time its version's data reaches (``data_until``), so
+    that clicks the version already holds are not counted twice or out of order.
+    The feedback store is one such source; serving imports none.
+    """
+
+    def recent_items(self, user_id: str, limit: int,
+                     since: float | None = None) -> Sequence[str]: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +105,7 @@ class _Version:
     retired: np.ndarray
     metadata: dict[str, list]
     history_length: int
+    data_until: float | None
     index: object | None
     loaded: object = None  # the restored SavedModel; keeps its resources alive
 
@@ -121,6 +129,7 @@ class Recommender:
         self.history_source = history_source
         self.scann_min_items = scann_min_items
         self._lock = threading.Lock()
+        self._source_failing = False
         self._version = self._load_version(version)
 
     @classmethod
@@ -159,6 +168,7 @@ class Recommender:
             retired=(loaded.retired.numpy() if hasattr(loaded, "retired")
                      else np.zeros(len(item_ids), dtype=bool)),
             metadata=side_car["metadata"], history_length=side_car["history_length"],
+            data_until=(files.manifest().get("data_until") if files.format >= 2 else None),
             index=self._build_index(embeddings), loaded=loaded)
         self._warm_up(state)
         return state
@@ -269,11 +279,25 @@ class Recommender:
         return results
 
     def _recent_items(self, user_id: str, state: _Version) -> list[str]:
-        """The history source's recent items (none without a source)."""
+        """The history source's items newer than the version's data (none without a
+        source). A source that fails leaves the frozen history in place: the
+        failure is logged once, when it starts, not raised on every call."""
         if self.history_source is None:
             return []
-        return [str(item) for item in self.history_source.recent_items(
-            user_id, state.history_length)]
+        try:
+            items = self.history_source.recent_items(user_id, state.history_length,
+                                                     since=state.data_until)
+        except Exception as error:  # noqa: BLE001  (any source's failure: serve on)
+            if not self._source_failing:
+                logger.warning("history source %s failed (%s: %s); recommending from the "
+                               "frozen history until it answers again",
+                               type(self.history_source).__name__, type(error).__name__, error)
+            self._source_failing = True
+            return []
+        if self._source_failing:
+            logger.warning("history source %s answers again", type(self.history_source).__name__)
+        self._source_failing = False
+        return [str(item) for item in items]
 
     def _scores(self, state: _Version, user: np.ndarray, depth: int) -> np.ndarray:
         """Scores of every item; with an index, -inf outside its top ``depth``."""
