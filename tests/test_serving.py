@@ -79,15 +79,53 @@ def test_export_layout_and_version_numbers(run, model_dir):
     assert versions(model_dir) == [1]
 
 
-def test_warmup_records_are_prediction_logs(model_dir):
+def test_warmup_records_call_every_signature(model_dir):
     from tensorflow_serving.apis import prediction_log_pb2
     path = model_dir / "1" / "assets.extra" / "tf_serving_warmup_requests"
     records = list(tf.data.TFRecordDataset(str(path)).as_numpy_iterator())
-    assert len(records) == 2
-    log = prediction_log_pb2.PredictionLog.FromString(records[1])
-    request = log.predict_log.request
-    assert request.model_spec.signature_name == "serving_default"
-    assert len(tf.make_ndarray(request.inputs["user_id"])) == 8
+    requests = [prediction_log_pb2.PredictionLog.FromString(r).predict_log.request
+                for r in records]
+    loaded = tf.saved_model.load(str(model_dir / "1"))
+    assert {r.model_spec.signature_name for r in requests} == set(loaded.signatures)
+    batch = next(r for r in requests if r.model_spec.signature_name == "serving_default"
+                 and len(tf.make_ndarray(r.inputs["user_id"])) == 8)
+    assert batch.model_spec.name == model_dir.name
+
+
+def test_the_load_test_replays_every_warmup_request_in_a_fresh_process(model_dir, tmp_path):
+    import shutil
+
+    from mmrec.export.load_test import LoadTestError, load_test
+    report = load_test(model_dir / "1")
+    assert report["signatures"].keys() == {"serving_default", "recommend_with_history",
+                                           "embed_items", "user_embedding",
+                                           "user_embedding_with_history"}
+    assert report["requests"] >= 6
+    # a version that cannot load is refused with the child's reason
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir / "1", broken)
+    (broken / "saved_model.pb").write_bytes(b"not a SavedModel")
+    with pytest.raises(LoadTestError, match="failed its load test in a fresh process"):
+        load_test(broken)
+
+
+def test_publish_with_verify_publishes_nothing_when_the_load_test_fails(run, tmp_path,
+                                                                       monkeypatch):
+    from mmrec.export import publish as publishing
+    from mmrec.export.load_test import LoadTestError
+    from mmrec.export.publish import load_published
+
+    def failing(path):
+        raise LoadTestError(f"{path} failed its load test in a fresh process: injected")
+
+    directory = tmp_path / "mmrec"
+    export_run(run, directory, k=10)
+    published = load_published(directory)
+    monkeypatch.setattr(publishing, "load_test", failing)
+    with pytest.raises(LoadTestError, match="injected"):
+        publishing.publish(published.model, published.features, published.tables,
+                           published.config, directory, k=10, verify=True)
+    assert versions(directory) == [1] and not list(directory.glob(".incomplete-*"))
 
 
 def saved_model_cli(*args: str) -> subprocess.CompletedProcess:
@@ -582,7 +620,7 @@ def test_a_version_of_a_newer_format_is_refused(model_dir, tmp_path):
 
 
 def test_two_publishers_racing_for_one_number_both_land(tmp_path, monkeypatch):
-    from mmrec.export import publish as publishing
+    from mmrec.export import layout
     directory = tmp_path / "mmrec"
     for number, content in ((1, b"one"), (2, b"taken by the other publisher")):
         (directory / str(number)).mkdir(parents=True)
@@ -592,9 +630,9 @@ def test_two_publishers_racing_for_one_number_both_land(tmp_path, monkeypatch):
     (staging / "saved_model.pb").write_bytes(b"mine")
     # this publisher read the listing before the other one renamed its version 2 in
     listings = iter([[1]])
-    real = publishing.versions
-    monkeypatch.setattr(publishing, "versions", lambda d: next(listings, None) or real(d))
-    target = publishing._rename_into_place(staging, directory)
+    real = layout.versions
+    monkeypatch.setattr(layout, "versions", lambda d: next(listings, None) or real(d))
+    target = layout.rename_into_place(staging, directory)
     assert target.name == "3" and (target / "saved_model.pb").read_bytes() == b"mine"
     assert (directory / "2" / "saved_model.pb").read_bytes() == b"taken by the other publisher"
 
@@ -776,3 +814,36 @@ def test_added_items_reach_the_users_whose_tastes_they_suit_without_retraining(t
                                      workdir=tmp_path)
     assert report["matching_rate"] > 0.03
     assert report["matching_rate"] > 2 * report["random_rate"], report
+
+
+# --- rollback and pruning ----------------------------------------------------------------
+
+def test_rollback_republishes_an_earlier_version_and_prune_keeps_the_live_one(model_dir,
+                                                                              trained, tmp_path):
+    import shutil
+
+    from mmrec.export.catalogue_changes import retire_items
+    from mmrec.export.layout import VersionFiles
+    from mmrec.export.rollback import prune_versions, rollback
+    directory = tmp_path / "mmrec"
+    shutil.copytree(model_dir / "1", directory / "1")
+    recommender = Recommender.load(directory)
+    user_id = str(trained[1].dataset.interactions.user_ids[0])
+    first = [r.item_id for r in recommender.recommend(user_id, k=5)]
+    retire_items(directory, first[:2])                           # version 2: a bad change
+    assert recommender.reload() and recommender.version == 2
+    assert [r.item_id for r in recommender.recommend(user_id, k=5)] != first
+    back = rollback(directory)                                    # version 1's content as 3
+    assert back.name == "3" and versions(directory) == [1, 2, 3]
+    assert VersionFiles(back).manifest()["lineage"] == {
+        "from": "version", "version": 1, "change": "rollback", "replaces": 2}
+    assert recommender.reload() and [r.item_id for r in recommender.recommend(user_id, k=5)] \
+        == first
+    with pytest.raises(ValueError, match="cannot roll back .* to version 3"):
+        rollback(directory, to=3)
+    assert rollback(directory, to=2).name == "4"
+    assert prune_versions(directory, keep=2) == [1, 2] and versions(directory) == [3, 4]
+    assert prune_versions(directory, keep=5) == []
+    with pytest.raises(ValueError, match="keep must be at least 1"):
+        prune_versions(directory, keep=0)
+    assert not [p for p in directory.iterdir() if p.name.startswith(".")]

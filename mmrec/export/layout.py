@@ -75,6 +75,25 @@ def latest_version(model_dir: str | os.PathLike) -> Path:
     return Path(model_dir) / str(available[-1])
 
 
+def rename_into_place(staging: Path, model_dir: Path) -> Path:
+    """Renames a finished ``staging`` folder to the next free version number.
+
+    A rename within one file system is atomic, so TF Serving and the Python
+    API see the whole version or none of it; if another publisher took that
+    number first (its folder is not empty, so the rename fails), the next
+    number is tried.
+    """
+    for _ in range(100):
+        target = model_dir / str((versions(model_dir) or [0])[-1] + 1)
+        try:
+            staging.rename(target)
+            return target
+        except OSError:
+            if not target.exists():
+                raise
+    raise RuntimeError(f"could not find a free version number in {model_dir}")
+
+
 class VersionFiles:
     """Paths and small-file reading of one version folder.
 

@@ -46,8 +46,9 @@ from mmrec.export.layout import (
     VersionFiles,
     VersionFormatError,
     latest_version,
-    versions,
+    rename_into_place,
 )
+from mmrec.export.load_test import load_test
 from mmrec.export.serving_module import ServingModule
 from mmrec.export.serving_tables import ServingTables
 from mmrec.features.item_features import ItemFeatures
@@ -57,17 +58,37 @@ from mmrec.model.two_tower import TwoTowerModel, build_two_tower
 logger = logging.getLogger("mmrec.export")
 
 
-def write_warmup(version_dir: Path, user_ids: list[str]) -> Path:
-    """PredictionLog records TF Serving replays before it serves the version."""
+def warmup_requests(tables: ServingTables, signatures: list[str]) -> list[tuple[str, dict]]:
+    """(signature, inputs) pairs that call every signature: a known and an
+    unknown user, with and without a history, and one new item to embed."""
+    users = tables.user_ids[:8].tolist() or ["warm-up-user"]
+    items = tables.item_ids[:2].tolist()
+    history = [items + [""], [items[0], "not-an-item", ""]]
+    requests = {
+        "serving_default": [{"user_id": users[:1]}, {"user_id": users[:8]}],
+        "recommend_with_history": [{"user_id": [users[0], "a-new-user"], "history": history}],
+        "user_embedding": [{"user_id": [users[0], "a-new-user"]}],
+        "user_embedding_with_history": [{"user_id": [users[0], "a-new-user"],
+                                         "history": history}],
+        "embed_items": [{"item_id": ["warm-up-item"], "text": ["a warm-up item"],
+                         "image": [b""]}],
+    }
+    return [(name, inputs) for name in signatures for inputs in requests.get(name, [])]
+
+
+def write_warmup(version_dir: Path, requests: list[tuple[str, dict]]) -> Path:
+    """PredictionLog records TF Serving replays before it serves the version
+    (and the load test replays in a fresh process): one per request."""
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
     path = version_dir.joinpath(*WARMUP_FILE)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tf.io.TFRecordWriter(str(path)) as writer:
-        for batch in (user_ids[:1], user_ids[:8]):
+        for signature, inputs in requests:
             request = predict_pb2.PredictRequest(
                 model_spec=model_pb2.ModelSpec(name=version_dir.parent.name,
-                                               signature_name="serving_default"))
-            request.inputs["user_id"].CopyFrom(tf.make_tensor_proto(batch, dtype=tf.string))
+                                               signature_name=signature))
+            for key, value in inputs.items():
+                request.inputs[key].CopyFrom(tf.make_tensor_proto(value, dtype=tf.string))
             log = prediction_log_pb2.PredictionLog(
                 predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(log.SerializeToString())
@@ -78,7 +99,7 @@ def publish(model: TwoTowerModel, features: ItemFeatures, tables: ServingTables,
             config: RunConfig, model_dir: str | os.PathLike, *, k: int = 100,
             data: dict | None = None, split: Split | None = None,
             lineage: dict | None = None, item_embeddings: np.ndarray | None = None,
-            gates: np.ndarray | None = None) -> Path:
+            gates: np.ndarray | None = None, verify: bool = False) -> Path:
     """Writes ``model`` with its tables as the next version in ``model_dir``.
 
     Args:
@@ -98,6 +119,12 @@ def publish(model: TwoTowerModel, features: ItemFeatures, tables: ServingTables,
         [N, 2] to serve, when the caller has them (a catalogue change keeps
         the existing items' vectors bit for bit); by default the model's
         item tower encodes the whole catalogue.
+      verify: before the version becomes visible, load it in a fresh process
+        and call every signature with its warm-up requests
+        (:func:`mmrec.export.load_test.load_test`); a failure publishes nothing.
+
+    Raises:
+      LoadTestError: ``verify`` and the candidate failed to load or answer.
 
     Returns:
       The new version's folder.
@@ -123,8 +150,9 @@ def publish(model: TwoTowerModel, features: ItemFeatures, tables: ServingTables,
     model_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=model_dir))
     try:
-        tf.saved_model.save(module, str(staging), signatures=module.signatures())
-        write_warmup(staging, tables.user_ids[:8].tolist())
+        signatures = module.signatures()
+        tf.saved_model.save(module, str(staging), signatures=signatures)
+        write_warmup(staging, warmup_requests(tables, sorted(signatures)))
         files = VersionFiles(staging)
         files.side_car.mkdir()
         model.write_checkpoint(files.weights_dir)
@@ -142,26 +170,14 @@ def publish(model: TwoTowerModel, features: ItemFeatures, tables: ServingTables,
             "items": tables.num_items, "users": len(tables.user_ids),
             "data": data, "data_until": tables.data_until, "lineage": lineage or {}},
             indent=2))
-        target = _rename_into_place(staging, model_dir)
+        if verify:
+            load_test(staging)
+        target = rename_into_place(staging, model_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     logger.info("published version %s in %.1f s", target.name, time.perf_counter() - started)
     return target
-
-
-def _rename_into_place(staging: Path, model_dir: Path) -> Path:
-    """Renames ``staging`` to the next free version number (atomic on one file
-    system); if another publisher took that number first, tries the next."""
-    for _ in range(100):
-        target = model_dir / str((versions(model_dir) or [0])[-1] + 1)
-        try:
-            staging.rename(target)
-            return target
-        except OSError:
-            if not target.exists():
-                raise
-    raise RuntimeError(f"could not find a free version number in {model_dir}")
 
 
 @dataclasses.dataclass
