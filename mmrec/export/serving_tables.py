@@ -49,6 +49,24 @@ def seen_items(log: Interactions) -> tuple[np.ndarray, np.ndarray]:
     return indptr.astype(np.int64), pairs[:, 1].astype(np.int32)
 
 
+def merge_history(recent: list[int], frozen: list[int], length: int) -> list[int]:
+    """``recent`` items (newest first) ahead of ``frozen`` ones, each item once
+    (its newest occurrence), cut to ``length``: the same merge as the
+    SavedModel's ``recommend_with_history``.
+
+    Example:
+
+        merge_history([7, 3], [3, 5, 9], 4)    # [7, 3, 5, 9]
+    """
+    merged: list[int] = []
+    for item in list(recent) + list(frozen):
+        if item not in merged:
+            merged.append(item)
+            if len(merged) == length:
+                break
+    return merged
+
+
 def popularity_scores(log: Interactions, num_items: int) -> np.ndarray:
     """log(1 + clicks) per item: the order unknown users get."""
     counts = np.bincount(log.item, minlength=num_items).astype(np.float32)
@@ -116,6 +134,64 @@ class ServingTables:
     @property
     def history_length(self) -> int:
         return int(self.histories.shape[1])
+
+    def frozen_history(self, row: int) -> list[int]:
+        """User ``row``'s frozen history, newest first, without padding."""
+        return self.histories[row][self.history_mask[row]].tolist()
+
+    def with_events(self, users: list[str], items: np.ndarray, timestamps: np.ndarray,
+                    erased_users: tuple[str, ...] = ()) -> "ServingTables":
+        """These tables brought up to date with clicks that came after them.
+
+        Each user's clicks (item indices, any order; sorted here by time) are
+        merged ahead of their frozen history as serving merges them; seen items
+        and popularity count them; users new to the tables are appended (their
+        rows use the model's "unknown user" id vector). ``erased_users`` lose
+        their id, history and seen items (their row stays, so the other users'
+        rows, which index the model's user-id vectors, do not move).
+        """
+        order = np.argsort(np.asarray(timestamps, dtype=np.float64), kind="stable")
+        users = [str(users[i]) for i in order]
+        items = np.asarray(items, dtype=np.int64)[order]
+        index = {user: row for row, user in enumerate(self.user_ids.tolist())}
+        user_ids = self.user_ids.tolist()
+        for user in users:
+            if user not in index:
+                index[user] = len(user_ids)
+                user_ids.append(user)
+        rows = len(user_ids)
+        length = self.history_length
+        histories = np.zeros((rows, length), np.int32)
+        mask = np.zeros((rows, length), bool)
+        histories[:len(self.histories)] = self.histories
+        mask[:len(self.history_mask)] = self.history_mask
+        seen = [set(self.seen_items[self.seen_indptr[r]:self.seen_indptr[r + 1]].tolist())
+                if r < len(self.seen_indptr) - 1 else set() for r in range(rows)]
+        clicked: dict[int, list[int]] = {}
+        for user, item in zip(users, items.tolist()):
+            clicked.setdefault(index[user], []).append(item)
+            seen[index[user]].add(item)
+        for row, recent in clicked.items():
+            frozen = histories[row][mask[row]].tolist()
+            merged = merge_history(recent[::-1], frozen, length)
+            histories[row], mask[row] = 0, False
+            histories[row, :len(merged)], mask[row, :len(merged)] = merged, True
+        for user in erased_users:
+            row = index.get(str(user))
+            if row is not None:
+                user_ids[row] = f"\x00erased-{row}"  # no request can name it
+                histories[row], mask[row], seen[row] = 0, False, set()
+        counts = np.expm1(self.popularity.astype(np.float64)) + np.bincount(
+            items, minlength=self.num_items)
+        indptr = np.zeros(rows + 1, np.int64)
+        np.cumsum([len(s) for s in seen], out=indptr[1:])
+        seen_items = np.asarray([i for s in seen for i in sorted(s)], dtype=np.int32)
+        until = max([self.data_until or -np.inf, *np.asarray(timestamps, float).tolist()])
+        return dataclasses.replace(
+            self, user_ids=np.asarray(user_ids, dtype=str), histories=histories,
+            history_mask=mask, seen_indptr=indptr, seen_items=seen_items,
+            popularity=np.log1p(np.rint(counts)).astype(np.float32),
+            data_until=None if until == -np.inf else float(until))
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes the arrays to one ``.npz`` file (metadata travels in items.json)."""
