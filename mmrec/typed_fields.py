@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import types
 import typing
@@ -36,7 +37,7 @@ def _describe(expected) -> str:
         if len(args) == 2 and args[1] is Ellipsis:
             return f"a list of {_describe(args[0]).removeprefix('an ').removeprefix('a ')}s"
         return f"a list of {len(args)} values"
-    if origin in (dict, Mapping) or expected is dict:
+    if origin in (dict, collections.abc.Mapping) or expected is dict:
         return "a table"
     return getattr(expected, "__name__", str(expected))
 
@@ -63,8 +64,8 @@ def _matches(value, expected) -> bool:
         if len(args) == 2 and args[1] is Ellipsis:
             return all(_matches(v, args[0]) for v in value)
         return len(value) == len(args) and all(_matches(v, a) for v, a in zip(value, args))
-    if origin in (dict, Mapping) or expected is dict:
-        return isinstance(value, Mapping)
+    if origin in (dict, collections.abc.Mapping) or expected is dict:
+        return isinstance(value, collections.abc.Mapping)
     if dataclasses.is_dataclass(expected):
         return isinstance(value, (expected, Mapping))
     return isinstance(value, expected) if isinstance(expected, type) else True

@@ -45,10 +45,23 @@ def evaluate_model(model, queries: EvaluationQueries, data,
         its catalogue size, cold items and training click counts).
       ks: the metric cut-offs.
     """
+    return score_queries(model, queries, cold_items=data.split.cold_items,
+                         train_item_counts=data.train_item_counts, ks=ks)
+
+
+def score_queries(model, queries: EvaluationQueries, *, cold_items: np.ndarray | None = None,
+                  train_item_counts: np.ndarray | None = None,
+                  ks: tuple[int, ...] = (10, 20)) -> dict:
+    """Full-ranking metrics of ``model`` on ``queries`` over its whole catalogue
+    (refreshes the item table); what a run's data does not say is given:
+    which items are cold (none by default) and the click counts behind the
+    popularity percentiles (equal by default)."""
     table = model.refresh_item_table()
     users = user_vectors(model, queries)
-    return evaluate_scorer(lambda idx: users[idx] @ table.T, queries,
-                           num_items=len(data.dataset.catalogue),
-                           cold_items=data.split.cold_items,
-                           train_item_counts=data.train_item_counts,
+    num_items = len(table)
+    return evaluate_scorer(lambda idx: users[idx] @ table.T, queries, num_items=num_items,
+                           cold_items=(np.zeros(num_items, bool) if cold_items is None
+                                       else cold_items),
+                           train_item_counts=(np.ones(num_items) if train_item_counts is None
+                                              else train_item_counts),
                            ks=tuple(sorted(set(ks))))

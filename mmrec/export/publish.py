@@ -99,7 +99,8 @@ def publish(model: TwoTowerModel, features: ItemFeatures, tables: ServingTables,
             config: RunConfig, model_dir: str | os.PathLike, *, k: int = 100,
             data: dict | None = None, split: Split | None = None,
             lineage: dict | None = None, item_embeddings: np.ndarray | None = None,
-            gates: np.ndarray | None = None, verify: bool = False) -> Path:
+            gates: np.ndarray | None = None, verify: bool = False,
+            extra: dict | None = None) -> Path:
     """Writes ``model`` with its tables as the next version in ``model_dir``.
 
     Args:
@@ -119,6 +120,8 @@ def publish(model: TwoTowerModel, features: ItemFeatures, tables: ServingTables,
         [N, 2] to serve, when the caller has them (a catalogue change keeps
         the existing items' vectors bit for bit); by default the model's
         item tower encodes the whole catalogue.
+      extra: more manifest entries, by name (a fine-tuning job records the
+        store position it trained through under ``"feedback"``).
       verify: before the version becomes visible, load it in a fresh process
         and call every signature with its warm-up requests
         (:func:`mmrec.export.load_test.load_test`); a failure publishes nothing.
@@ -168,8 +171,8 @@ def publish(model: TwoTowerModel, features: ItemFeatures, tables: ServingTables,
             "format": FORMAT_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "config": config.to_dict(), "k": k, "history_length": tables.history_length,
             "items": tables.num_items, "users": len(tables.user_ids),
-            "data": data, "data_until": tables.data_until, "lineage": lineage or {}},
-            indent=2))
+            "data": data, "data_until": tables.data_until, "lineage": lineage or {},
+            **(extra or {})}, indent=2))
         if verify:
             load_test(staging)
         target = rename_into_place(staging, model_dir)

@@ -174,11 +174,13 @@ class TwoTowerModel(tfrs.Model):
         return metrics
 
     def compute_loss(self, batch, training=False) -> tf.Tensor:
+        """The retrieval loss of a batch; an optional ``weight`` [B] weighs each
+        click (a fine-tuning job weighs a purchase above a click)."""
         users, _ = self.user_vectors(batch["history"], batch["history_mask"], batch["user"],
                                      training=training)
         items, _ = self.encode_items(batch["item"], training=training)
         return self.task(
-            users, items,
+            users, items, sample_weight=batch.get("weight"),
             candidate_sampling_probability=(batch["candidate_sampling_probability"]
                                             if self.logq_correction else None),
             candidate_ids=batch["item"] if self.remove_accidental_hits else None,

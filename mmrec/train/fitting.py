@@ -212,7 +212,9 @@ def fit_run(config: RunConfig, folder: RunFolder, data: PreparedData, state: dic
 def fit_examples(model: TwoTowerModel, examples: dict[str, np.ndarray], config: RunConfig, *,
                  variables: list[tf.Variable] | None = None, epochs: int = 1,
                  step_size: float | None = None, jit: bool = False,
-                 verbose: int | str = 0) -> dict[str, list[float]]:
+                 verbose: int | str = 0,
+                 callbacks: list[tf.keras.callbacks.Callback] | None = None
+                 ) -> dict[str, list[float]]:
     """Fits ``model`` on ``examples`` in place; returns Keras' per-epoch history.
 
     With ``variables``, only those are updated, and every batch-norm layer
@@ -231,6 +233,7 @@ def fit_examples(model: TwoTowerModel, examples: dict[str, np.ndarray], config: 
       step_size: Adam's constant step size (default ``config.train.learning_rate``).
       jit: compile the train step with XLA.
       verbose: Keras' fit verbosity.
+      callbacks: more Keras callbacks for the fit.
     """
     batches = make_dataset(examples, config.data, training=True)
     frozen = []
@@ -244,7 +247,8 @@ def fit_examples(model: TwoTowerModel, examples: dict[str, np.ndarray], config: 
         model.compile(optimizer=tf.keras.optimizers.Adam(step_size or config.train.learning_rate),
                       jit_compile=jit)
         history = model.fit(batches, epochs=epochs, verbose=verbose,
-                            callbacks=[ItemTableRefresh(model, config.train.table_refresh_steps)])
+                            callbacks=[ItemTableRefresh(model, config.train.table_refresh_steps),
+                                       *(callbacks or [])])
     finally:
         for layer in frozen:
             layer.trainable = True
