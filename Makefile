@@ -7,9 +7,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.mmrec-installed
 RECBOLE := recbole==1.2.1
 
-.PHONY: setup fashion-mnist quickstart test test-slow clean
+.PHONY: setup fashion-mnist postgresql quickstart test test-slow clean
 
-setup: $(STAMP) fashion-mnist
+setup: $(STAMP) fashion-mnist postgresql
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,19 @@ fashion-mnist:
 	else \
 	  echo "note: no Fashion-MNIST here; install dataset-fashion-mnist, set MMREC_FASHION_MNIST_DIR," \
 	       "or set MMREC_ALLOW_DOWNLOAD=1 to let the shop data set download it"; \
+	fi
+
+# PostgreSQL for the feedback store's tests and benchmark (a private server per test
+# run, started as the unprivileged 'postgres' user the package creates), from Debian
+# where we can install packages. The package's own cluster is not used.
+postgresql:
+	@if ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || [ -n "$$MMREC_POSTGRES_BIN" ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing the Debian package postgresql"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+	else \
+	  echo "note: no PostgreSQL server binaries here; the feedback store's PostgreSQL tests" \
+	       "will be skipped (failed under CI=true): install postgresql or set MMREC_POSTGRES_BIN"; \
 	fi
 
 QUICKSTART_RUN := runs/quickstart

@@ -63,3 +63,7 @@ def shop_folder(tmp_path: Path):
         return folder
 
     return make
+
+
+# The feedback store's fixtures (one PostgreSQL server per session, store URLs).
+from feedback_fixtures import postgres_server, store_url  # noqa: E402,F401
