@@ -28,16 +28,22 @@ before any work starts.
 TensorFlow's C++ logs (a "failed call to cuInit" on every machine without a
 GPU, cost-model errors) are off unless ``--verbose``; instead each command
 that uses TensorFlow prints one line of its own about the device.
+
+Other packages add command groups through the ``mmrec.commands`` entry point
+(:func:`add_plugin_commands`): the ``feedback`` package adds ``mmrec feedback
+...`` and ``mmrec bench feedback-store`` this way, so mmrec never imports it.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.metadata
 import json
 import logging
 import sys
 from pathlib import Path
+from typing import Iterable
 
 import mmrec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from mmrec._tf_env import device_summary, show_tensorflow_logs
@@ -448,11 +454,55 @@ def build_parser() -> argparse.ArgumentParser:
     ann.add_argument("--items", type=int, default=1_000_000)
     ann.add_argument("--json", help="write the report to this file")
     ann.set_defaults(handler=cmd_bench_ann)
+    add_plugin_commands(commands, {"bench": bench_commands})
     return parser
 
 
+PLUGIN_GROUP = "mmrec.commands"
+
+
+def add_plugin_commands(commands: argparse._SubParsersAction,
+                        groups: dict[str, argparse._SubParsersAction],
+                        plugins: Iterable[importlib.metadata.EntryPoint] | None = None
+                        ) -> list[str]:
+    """Lets installed packages add commands, without mmrec importing them.
+
+    A package lists a function in its pyproject.toml::
+
+        [project.entry-points."mmrec.commands"]
+        feedback = "feedback.cli:add_commands"
+
+    which is called as ``add_commands(commands, groups)``: ``commands`` adds
+    top-level commands (``commands.add_parser("feedback")``), ``groups["bench"]``
+    adds benchmarks. A command that does not use TensorFlow sets
+    ``quiet=True`` in its defaults, and mmrec prints no device line for it.
+    With no plugin installed nothing changes; a plugin that fails to load
+    is named on standard error and its commands are missing, the rest work.
+
+    Args:
+      plugins: the entry points to load (default: those installed in
+        ``mmrec.commands``).
+
+    Returns:
+      The names of the plugins that added their commands.
+    """
+    if plugins is None:
+        plugins = importlib.metadata.entry_points(group=PLUGIN_GROUP)
+    added = []
+    for plugin in plugins:
+        try:
+            plugin.load()(commands, groups)
+        except Exception as error:  # a broken plugin must not take the mmrec CLI down
+            print(f"mmrec: commands of {plugin.name!r} ({plugin.value}) are unavailable: "
+                  f"{type(error).__name__}: {error}", file=sys.stderr)
+            continue
+        added.append(plugin.name)
+    return added
+
+
 QUIET_COMMANDS = ("data",)
-"""Commands that never load TensorFlow (no device line)."""
+"""Commands that never load TensorFlow (no device line); a plugin's commands say
+so themselves with ``quiet=True`` in their parser defaults."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -462,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.verbose:
         show_tensorflow_logs()
     try:
-        if args.command not in QUIET_COMMANDS:
+        if args.command not in QUIET_COMMANDS and not getattr(args, "quiet", False):
             print(f"mmrec: {device_summary()}", file=sys.stderr)
             if not args.verbose:  # TensorFlow's own Python warnings (retracing, ...)
                 import tensorflow as tf

@@ -1,0 +1,1 @@
+"""Benchmarks of the feedback package (``mmrec bench feedback-store``)."""
