@@ -73,7 +73,7 @@ class EventMaker:
         made = [{"user_id": f"u{draw(self.users)}", "item_id": f"i{draw(self.items)}",
                  "timestamp": round(start + k * step, 3), "event": "click"}
                 for k in range(count)]
-        self.kept.extend(self.random.sample(made, min(len(made), 200)))
+        self.kept.extend(self.random.sample(made, min(len(made), max(200, count // 20))))
         return made
 
     def bad(self, count: int, now: float) -> list:
@@ -98,9 +98,11 @@ class EventMaker:
         duplicates = int(round(count * duplicate_share))
         bad = int(round(count * bad_share))
         fresh = count - duplicates - bad
-        records = (self.events(fresh, start, end)
-                   + [dict(e) for e in self.random.sample(self.kept, duplicates)]
-                   + self.bad(bad, now))
+        if duplicates > len(self.kept):
+            raise ValueError(f"{duplicates} duplicates asked for, but only {len(self.kept)} "
+                             "events were made before to copy: make more events first")
+        copies = [dict(e) for e in self.random.sample(self.kept, duplicates)]
+        records = self.events(fresh, start, end) + copies + self.bad(bad, now)
         self.random.shuffle(records)
         return records, {"new": fresh, "duplicates": duplicates, "bad": bad}
 

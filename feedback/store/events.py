@@ -49,9 +49,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 import time
-from typing import Any, Callable, Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import Any, Callable, NamedTuple
 
 from mmrec.data.problems import DataError
 from mmrec.data.timestamps import timestamp_seconds
@@ -125,23 +125,23 @@ def derived_event_id(user_id: str, item_id: str, event: str, timestamp: float,
     return f"{int(timestamp // 60):08x}{digest}"
 
 
-_HEX32 = re.compile("[0-9a-f]{32}")
-
-
 def event_key(event_id: str) -> bytes:
     """The 16 bytes the store indexes an event id by (unique in the store).
 
     Event ids are arbitrary text (UUIDs, stream offsets, derived hashes); a
     fixed-size key keeps the uniqueness index small. A derived id (32
-    lowercase hex digits) is its own key, so the keys of events from the same
+    lower-case hex digits) is its own key, so the keys of events from the same
     minute sit together in the index: a batch of new events then touches a
     few index pages instead of one page per event, which is what keeps
     ingestion fast once the store holds millions of events (measured:
     docs/BENCHMARKS.md). Any other id is keyed by its BLAKE2b digest. Two ids
     share a key with probability about n^2 / 2^129: never, for any store.
     """
-    if len(event_id) == 32 and _HEX32.fullmatch(event_id):
-        return bytes.fromhex(event_id)
+    if len(event_id) == 32 and event_id.islower():  # lower case: one key per id
+        try:
+            return bytes.fromhex(event_id)
+        except ValueError:
+            pass
     return hashlib.blake2b(event_id.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
@@ -217,15 +217,19 @@ class EventValidator:
           The event, or the rejection with its reason; never raises for bad input.
         """
         record = raw
-        if isinstance(raw, Unreadable):
+        if type(raw) is dict:  # the usual case, without the ABC checks below
+            pass
+        elif isinstance(raw, Event):
+            record = raw._asdict()
+        elif isinstance(raw, Unreadable):
             return Rejection("malformed", raw.detail, raw.payload, None, source)
-        if isinstance(raw, (str, bytes, bytearray)):
+        elif isinstance(raw, (str, bytes, bytearray)):
             try:
                 record = json.loads(raw)
             except (ValueError, UnicodeDecodeError) as error:
                 return Rejection("malformed", f"not valid JSON: {error}", payload_text(raw),
                                  None, source)
-        if not isinstance(record, Mapping):
+        if type(record) is not dict and not isinstance(record, Mapping):
             return Rejection("malformed", f"expected a JSON object with user_id, item_id and "
                              f"timestamp, found {type(record).__name__}", payload_text(raw),
                              None, source)
