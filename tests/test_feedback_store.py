@@ -100,6 +100,9 @@ BAD_RECORDS = [
     ({"user_id": "u1", "item_id": "i1", "timestamp": T0, "event": "like"}, "invalid value"),
     ({"user_id": "u" * 300, "item_id": "i1", "timestamp": T0}, "invalid value"),
     ({"user_id": "u1", "item_id": "i1", "timestamp": -5}, "invalid value"),
+    ('{"user_id": "u\\udc80", "item_id": "i1", "timestamp": 1704103200}', "invalid value"),
+    ({"user_id": "u1", "item_id": "i1", "timestamp": T0, "context": {"k": "\udcff"}},
+     "invalid value"),
     ({"user_id": "u1", "item_id": "i1", "timestamp": NOW + 7200}, "future timestamp"),
     ({"user_id": "u1", "item_id": "i1", "timestamp": (NOW + 7200) * 1000}, "future timestamp"),
     ({"user_id": "u1", "item_id": "i1", "timestamp": T0, "context": {"blob": "x" * 5000}},
@@ -166,7 +169,8 @@ def test_forget_user_removes_every_trace_of_the_user(store_url):
 
 def test_prune_keeps_what_consumers_have_not_read(store_url):
     with FeedbackStore(store_url) as store:
-        store.ingest([click("u1", f"i{k}", k) for k in range(10)])
+        for k in range(10):  # one batch each: the log's order is then the clicks' order
+            store.ingest([click("u1", f"i{k}", k)])
         first = store.events_since("slow", limit=4)
         store.commit("slow", first.watermark)
         assert len(drain(store, "fast")) == 10

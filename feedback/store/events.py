@@ -176,6 +176,23 @@ class _Refused(Exception):
         self.reason, self.detail = reason, detail
 
 
+def _encodable(text: str) -> bool:
+    """False for text no database can store: lone surrogates, which is how Python
+    keeps bytes it could not decode (a JSON ``"\\udc80"`` escape, or a line read
+    with ``surrogateescape``)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def clean_text(text: str) -> str:
+    """``text`` with anything not valid Unicode replaced by U+FFFD, to quarantine it."""
+    return text if text.isascii() or _encodable(text) else text.encode(
+        "utf-8", "replace").decode("utf-8")
+
+
 def _absent(value: Any) -> bool:
     return value is None or (isinstance(value, str) and (not value or value.isspace()))
 
@@ -265,7 +282,10 @@ class EventValidator:
         text = None
         if context is not None:
             text = context_json(context)
-            size = len(text.encode("utf-8", "surrogatepass"))
+            if not _encodable(text):
+                raise _Refused("invalid value", "field 'context' holds text that is not valid "
+                               "Unicode (undecodable bytes); fix the producer's encoding")
+            size = len(text.encode("utf-8"))
             if size > config.max_context_bytes:
                 raise _Refused("oversized context", (
                     f"field 'context' is {size:,} bytes of JSON, more than "
@@ -281,7 +301,8 @@ class EventValidator:
     def _id(self, value: Any, field: str) -> str:
         kind = type(value)
         if kind is str:
-            if value and len(value) <= self.config.max_id_chars and not value.isspace():
+            if (value and len(value) <= self.config.max_id_chars and not value.isspace()
+                    and (value.isascii() or _encodable(value))):
                 return value
         elif kind is int:
             text = str(value)
@@ -292,6 +313,9 @@ class EventValidator:
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise _Refused("wrong type", f"field {field!r} must be text or an integer, got "
                            f"{value!r} ({type(value).__name__})")
+        if isinstance(value, str) and not _encodable(value):
+            raise _Refused("invalid value", f"field {field!r} {value!r} is not valid Unicode "
+                           "text (it holds undecodable bytes); fix the producer's encoding")
         raise _Refused("invalid value", f"field {field!r} is {len(str(value)):,} characters, "
                        f"more than {self.config.max_id_chars} (feedback.max_id_chars)")
 
