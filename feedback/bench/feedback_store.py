@@ -16,8 +16,11 @@ PostgreSQL (a local server) at least 20,000, ``recent_items`` p99 at most
 Events carry no ``event_id`` (the store derives one from the content), like
 most click logs; user ids are drawn from 100,000 users and item ids from
 50,000 items, timestamps spread over 30 days before the measured hour.
-PostgreSQL is a private server with durable defaults (fsync on) started for
-the run, unless ``postgres_url`` names one.
+PostgreSQL is a private server started for the run (unless ``postgres_url``
+names one), with PostgreSQL's durable defaults (fsync and synchronous commit
+on) except ``shared_buffers = 1GB`` (:data:`SERVER_SETTINGS`): the default
+128 MB holds less than a third of a million-event store, and every
+production server raises it (to a quarter of memory, commonly).
 
 Example:
 
@@ -47,6 +50,8 @@ from feedback.store.store import FeedbackStore
 TARGETS = {"sqlite": 50_000, "postgresql": 20_000}
 """Events per second through the API that the issue asks for."""
 P99_TARGET_MS = 2.0
+SERVER_SETTINGS = {"shared_buffers": "1GB"}
+"""The benchmark's PostgreSQL server: defaults, but a cache that holds the store."""
 HISTORY_LENGTH = 20
 BACKENDS = ("sqlite", "postgresql")
 
@@ -273,7 +278,7 @@ def run_store_benchmark(*, events: int = 1_000_000, measured_events: int = 200_0
             elif postgres_url:
                 report["results"][backend] = run_backend(backend, postgres_url, **options)
             else:
-                with LocalPostgres() as server:
+                with LocalPostgres(SERVER_SETTINGS) as server:
                     report["results"][backend] = run_backend(
                         backend, server.create_database("feedback_bench"), **options)
     report["machine"]["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
