@@ -14,6 +14,7 @@ import pytest
 
 from mmrec.cli import add_plugin_commands, build_parser, main
 
+from feedback.store.schema import SCHEMA_VERSION
 from feedback.bench.feedback_store import format_report, run_store_benchmark
 from feedback.store import FeedbackStore
 
@@ -69,7 +70,7 @@ def test_the_inspecting_and_deleting_commands(tmp_path, monkeypatch, capsys):
 
     assert main(["feedback", "stats"]) == 0
     out = capsys.readouterr().out
-    assert f"store {url} (sqlite, schema version 1)" in out
+    assert f"store {url} (sqlite, schema version {SCHEMA_VERSION})" in out
     assert "events      6 from 3 users on 6 items" in out
     assert "quarantine  2 records (1 malformed, 1 missing field)" in out
 

@@ -202,6 +202,28 @@ def test_a_store_written_by_a_newer_schema_version_is_refused(store_url):
         FeedbackStore(store_url)
 
 
+def test_a_version_1_store_gains_the_tables_of_version_2_and_keeps_its_events(store_url):
+    with FeedbackStore(store_url) as store:
+        store.ingest([click("u1", "i1", 0)])
+        identity = store.store_id
+    engine = sa.create_engine(store_url)
+    with engine.begin() as connection:  # what version 1 wrote: no forgotten-users table
+        connection.execute(sa.text("DROP TABLE feedback_forgotten"))
+        connection.execute(sa.update(schema.meta).where(schema.meta.c.name == "schema_version")
+                           .values(value="1"))
+    engine.dispose()
+    with FeedbackStore(store_url) as store:
+        assert store.count() == 1 and store.store_id == identity
+        store.forget_user("u1")
+        assert store.forgotten_users() == ["u1"] and store.count() == 0
+
+
+def test_each_store_has_its_own_id(store_url, tmp_path):
+    with FeedbackStore(store_url) as store, \
+            FeedbackStore(f"sqlite:///{tmp_path / 'other.db'}") as other:
+        assert len(store.store_id) == 32 and store.store_id != other.store_id
+
+
 def test_a_database_with_foreign_feedback_tables_is_refused(tmp_path):
     url = f"sqlite:///{tmp_path / 'other.db'}"
     engine = sa.create_engine(url)

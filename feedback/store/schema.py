@@ -14,7 +14,9 @@ database with other applications):
 * ``feedback_quarantine``: refused records with reason, detail and payload;
   one row per distinct (reason, payload), counting how often it came.
 * ``feedback_catalogue``: the live catalogue's item ids, and
-  ``feedback_meta``: the schema version and the catalogue's version.
+  ``feedback_meta``: the schema version, the catalogue's version and the
+  store's id (a random UUID made with the store: a consumer's watermark means
+  something only in the store it came from).
 * ``feedback_consumers``: each named consumer's watermark ``(txid, seq)``.
 
 Why ``txid``. Serial numbers are handed out when a row is inserted, not when
@@ -43,10 +45,12 @@ Example:
 
 from __future__ import annotations
 
+import uuid
+
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class StoreError(RuntimeError):
@@ -147,6 +151,12 @@ quarantine = sa.Table("feedback_quarantine", metadata,
                       sqlite_autoincrement=True)
 sa.Index("feedback_quarantine_user", quarantine.c.user_id)
 
+forgotten = sa.Table("feedback_forgotten", metadata,
+                     sa.Column("user_id", sa.Text, primary_key=True),
+                     sa.Column("forgotten_at", Seconds, nullable=False))
+"""Users erased with forget_user (their ids only): published versions that still
+hold them in frozen histories can be refreshed without them. Added in version 2."""
+
 catalogue = sa.Table("feedback_catalogue", metadata,
                      sa.Column("item_id", sa.Text, primary_key=True))
 
@@ -155,6 +165,11 @@ consumers = sa.Table("feedback_consumers", metadata,
                      sa.Column("txid", sa.BigInteger, nullable=False),
                      sa.Column("seq", sa.BigInteger, nullable=False),
                      sa.Column("updated_at", Seconds, nullable=False))
+
+
+ADDED_IN = {"feedback_forgotten": 2}
+"""Tables added after version 1, with the version that added them (an older store
+gets them when a newer mmrec opens it)."""
 
 
 def read_meta(connection: sa.Connection, name: str) -> str | None:
@@ -188,10 +203,22 @@ def prepare_schema(connection: sa.Connection, where: str) -> None:
                 f"feedback store {where} was written by schema version {stored}, newer than "
                 f"this mmrec reads (version {SCHEMA_VERSION}); upgrade mmrec (pip install -U "
                 "mmrec) to use it, or point --store / MMREC_FEEDBACK_STORE at another database")
+        if int(stored) < SCHEMA_VERSION:
+            # Every change so far only added tables: create them, record the version.
+            metadata.create_all(connection, tables=[t for t in metadata.sorted_tables
+                                                    if t.name in ADDED_IN and
+                                                    ADDED_IN[t.name] > int(stored)])
+            connection.execute(sa.update(meta).where(meta.c.name == "schema_version")
+                               .values(value=str(SCHEMA_VERSION)))
+            names = set(sa.inspect(connection).get_table_names())
+            stored = str(SCHEMA_VERSION)
         missing = sorted(t for t in metadata.tables if t not in names)
         if missing:
             raise StoreError(f"feedback store {where} (schema version {stored}) lacks the "
                              f"tables {missing}; it is damaged, or was changed by hand")
+        if read_meta(connection, "store_id") is None:  # written before stores had one
+            connection.execute(sa.insert(meta), [{"name": "store_id",
+                                                  "value": uuid.uuid4().hex}])
         return
     ours = sorted(name for name in names if name.startswith("feedback_"))
     if ours:
@@ -199,4 +226,5 @@ def prepare_schema(connection: sa.Connection, where: str) -> None:
                          "it was not written by mmrec: use another database, or drop them")
     metadata.create_all(connection)
     connection.execute(sa.insert(meta), [{"name": "schema_version", "value": str(SCHEMA_VERSION)},
-                                         {"name": "catalogue_version", "value": "0"}])
+                                         {"name": "catalogue_version", "value": "0"},
+                                         {"name": "store_id", "value": uuid.uuid4().hex}])

@@ -347,6 +347,7 @@ class FeedbackStore:
         try:
             with self._write() as connection:
                 schema.prepare_schema(connection, self.where)
+                self.store_id: str = schema.read_meta(connection, "store_id")
         except sa.exc.OperationalError as error:
             self._engine.dispose()
             reason = " ".join(str(error.orig).split())  # the driver's lines, as one
@@ -859,7 +860,32 @@ class FeedbackStore:
         with self._write() as connection:
             counts = [connection.execute(sa.delete(table).where(table.c.user_id == user_id))
                       .rowcount for table in (schema.events, schema.pending, schema.quarantine)]
+            # Only the id is kept, so published versions can be refreshed without the user.
+            connection.execute(self._insert(schema.forgotten).values(
+                user_id=user_id, forgotten_at=time.time()).on_conflict_do_nothing(
+                index_elements=["user_id"]))
         return ForgetReport(*counts)
+
+    def forgotten_users(self) -> list[str]:
+        """The ids of users erased with :meth:`forget_user` (no events of theirs remain)."""
+        with self._read() as connection:
+            return [row[0] for row in connection.execute(
+                sa.select(schema.forgotten.c.user_id).order_by(schema.forgotten.c.user_id))]
+
+    def history_events_after(self, timestamp: float | None) -> list[Event]:
+        """Every history event (``config.history_events`` kinds) stamped after
+        ``timestamp``, oldest first: what a published version, whose data reaches
+        ``timestamp``, has not seen (None: all of them)."""
+        events = schema.events
+        query = (sa.select(events.c.event_id, events.c.user_id, events.c.item_id,
+                           events.c.event, events.c.timestamp)
+                 .where(events.c.event.in_(self.config.history_events))
+                 .order_by(events.c.timestamp, events.c.seq))
+        if timestamp is not None:
+            query = query.where(events.c.timestamp > float(timestamp))
+        with self._read() as connection:
+            return [Event(r.event_id, r.user_id, r.item_id, r.event, r.timestamp)
+                    for r in connection.execute(query)]
 
     def prune(self, before: float) -> PruneReport:
         """Deletes events older than ``before`` (epoch seconds) that every
