@@ -55,6 +55,7 @@ def test_throughput_command_refuses_an_unknown_precision(capsys):
     assert "float8" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_quality_benchmark_trains_the_tfrs_baseline_and_each_ablation():
     from mmrec.bench.quality import ABLATIONS
     from mmrec.config import DataConfig, ModelConfig, RunConfig

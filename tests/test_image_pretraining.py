@@ -100,6 +100,7 @@ def test_reconstruction_alone_without_labels():
         pretrain_image_encoder(ImageEncoder((8,), 2, 8), images, np.zeros(3), verbose=0)
 
 
+@pytest.mark.slow
 def test_a_run_pretrains_before_training_and_records_it(tmp_path):
     config = with_train(epochs=1, image_pretraining="outside-catalogue", image_pretraining_epochs=1)
     metrics = train("shop", config, tmp_path / "run", verbose=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from mmrec.config import DataConfig, ModelConfig, RunConfig
@@ -84,6 +85,7 @@ def test_batches_hold_only_numbers_with_static_shapes(shop_folder):
     assert set(seen) <= set(examples["item"].tolist())
 
 
+@pytest.mark.slow  # the default suite compiles text-only steps in test_train's XLA run
 def test_pipeline_feeds_the_jit_compiled_two_tower_step_text_only():
     config = RunConfig(data=DataConfig(batch_size=64, history_length=5, max_text_tokens=12,
                                        vocab_size=500),

@@ -364,6 +364,7 @@ print("METRICS", json.dumps(metrics))
 """
 
 
+@pytest.mark.slow
 def test_training_under_a_mirrored_strategy_with_two_replicas(tmp_path):
     # two logical CPUs stand in for two GPUs; they must be made before
     # TensorFlow starts, hence a fresh process
