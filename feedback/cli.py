@@ -5,7 +5,7 @@ mmrec never imports feedback; its CLI finds these commands through the
 which calls :func:`add_commands`. Every command takes ``--store URL`` (else
 ``$MMREC_FEEDBACK_STORE``, else ``sqlite:///feedback.db``) and ``--config
 FILE.toml`` (its ``[feedback]`` table: :class:`~feedback.store.config.StoreConfig`),
-and none loads TensorFlow:
+and none but ``finetune`` loads TensorFlow:
 
     mmrec feedback ingest FILE|- [--format jsonl|csv|parquet] [--batch-size N] [--json]
     mmrec feedback stats [--json]
@@ -13,6 +13,11 @@ and none loads TensorFlow:
     mmrec feedback forget-user USER_ID
     mmrec feedback prune --before DATE
     mmrec feedback catalogue (--model-dir DIR [--version N] | --items FILE | --off) [--add]
+    mmrec feedback refresh  [--model-dir DIR]
+    mmrec feedback finetune [--model-dir DIR] [--train attention|attention+ids|all] [--every 15m]
+    mmrec feedback skip     [--model-dir DIR] --to TXID:SEQ
+    mmrec feedback rollback [--model-dir DIR] [--to N] [--keep K]
+    mmrec feedback history  [--model-dir DIR] [--plot runs.png] [--json]
     mmrec bench feedback-store [--events 1000000] [--backends sqlite,postgresql] [--json FILE]
 
 Exit status 0 on success, 2 on refused input or an unusable store (the
@@ -30,7 +35,8 @@ from pathlib import Path
 
 from mmrec.data.problems import DataError
 
-COMMANDS_HELP = "the click store: ingest, inspect, quarantine, forget, prune"
+COMMANDS_HELP = ("the click store (ingest, inspect, quarantine, forget, prune) and the "
+                 "fine-tuning loop (finetune, skip, rollback, history)")
 
 
 def add_commands(commands: argparse._SubParsersAction,
@@ -92,6 +98,27 @@ def add_commands(commands: argparse._SubParsersAction,
                            help="add to the catalogue instead of replacing it")
     _common(catalogue)
     catalogue.set_defaults(handler=cmd_catalogue)
+
+    refresh = sub.add_parser("refresh", help="publish the next version with its frozen "
+                             "histories, seen items and popularity brought up to date from the "
+                             "store (and erased users erased), for TF Serving's serving_default")
+    refresh.add_argument("--model-dir", default="saved_models/mmrec")
+    _common(refresh)
+    refresh.set_defaults(handler=cmd_refresh, quiet=False)
+
+    from feedback.finetune.commands import add_finetune_commands
+    add_finetune_commands(sub, _common)
+
+    live = groups["bench"].add_parser(
+        "live-history", help="Recommender.recommend with the store as history source, beside "
+        "without it")
+    live.add_argument("--model-dir", default="saved_models/mmrec")
+    live.add_argument("--store", action="append", default=[], metavar="URL",
+                      help="a store URL, or 'postgresql' for a private local server "
+                           "(repeatable; default: a SQLite file in a temporary folder)")
+    live.add_argument("--calls", type=int, default=2000)
+    live.add_argument("--json", help="write the report to this file")
+    live.set_defaults(handler=cmd_bench_live_history, quiet=False)
 
     bench = groups["bench"].add_parser(
         "feedback-store", help="click store throughput and recent_items latency")
@@ -309,6 +336,31 @@ def cmd_catalogue(args: argparse.Namespace) -> int:
     what = "catalogue off" if item_ids is None else (
         f"{'added' if args.add else 'catalogue set to'} {len(set(item_ids)):,} items")
     print(f"{what}; released {released:,} pending events")
+    return 0
+
+
+@_guarded
+def cmd_refresh(args: argparse.Namespace) -> int:
+    from feedback.refresh import refresh_version
+    with _open(args) as store:
+        target, report = refresh_version(store, args.model_dir)
+    print(f"refreshed as version {target.name}: {report['clicks']:,} clicks merged, "
+          f"{report['erased_users']:,} erased users removed, {report['skipped_unknown_items']:,} "
+          "clicks on items the version does not have skipped")
+    return 0
+
+
+@_guarded
+def cmd_bench_live_history(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from feedback.bench.live_history import format_live_history_table, run_live_history_benchmark
+    with tempfile.TemporaryDirectory(prefix="mmrec-live-history-") as folder:
+        urls = args.store or [f"sqlite:///{folder}/feedback.db"]
+        report = run_live_history_benchmark(args.model_dir, urls, calls=args.calls)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    print(format_live_history_table(report))
     return 0
 
 

@@ -709,6 +709,7 @@ def _text_of(table: Path, row: int) -> str:
     return f"{record['title']} {record['text']}"
 
 
+@pytest.mark.slow
 def test_catalogue_commands_add_and_retire(model_dir, tmp_path):
     import shutil
     directory = tmp_path / "mmrec"
@@ -777,6 +778,7 @@ def test_retired_items_are_never_recommended(model_dir, trained, tmp_path):
     assert before[0].explanation.fallback is None
 
 
+@pytest.mark.slow
 def test_killed_catalogue_add_leaves_no_partial_version(model_dir, tmp_path):
     import shutil
     directory = tmp_path / "mmrec"

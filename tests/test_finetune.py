@@ -1,0 +1,304 @@
+"""The fine-tuning job: what it trains, the gate, exactly-once publishing, the lock.
+
+One tiny shop model is trained and published once per module; each test works
+on a copy of its model folder and a SQLite feedback store of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mmrec.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from mmrec.export.exporter import export_run
+from mmrec.export.layout import VersionFiles, versions
+from mmrec.export.publish import load_published
+from mmrec.train.trainer import train
+
+from feedback.finetune.config import FinetuneConfig
+from feedback.finetune.job import (EXIT_NOTHING_NEW, EXIT_PUBLISHED, EXIT_REJECTED, JobBusyError,
+                                   default_consumer, job_lock, read_history, run_finetune)
+from feedback.store import FeedbackStore
+
+SHOP = {"num_items": 200, "num_users": 60, "num_clicks": 1500}
+CONFIG = RunConfig(
+    data=DataConfig(batch_size=64, history_length=4, max_text_tokens=8, vocab_size=200,
+                    dataset_options={"shop": SHOP}),
+    model=ModelConfig(embedding_dim=16, token_dim=16, text_layers=0, attention_heads=2,
+                      image_channels=(8, 8), image_grid=2),
+    train=TrainConfig(epochs=1, jit="off"))
+TIMEOUT_S = 300
+# The flow tests are about bookkeeping, not the gate: on 60 validation users a
+# 2% tolerance is within noise, so they open it; the gate has tests of its own.
+OPEN_GATE = FinetuneConfig(recent_tolerance=1.0, forgetting_tolerance=1.0)
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("finetune")
+    train("shop", CONFIG, base / "run", verbose=0)
+    export_run(base / "run", base / "models" / "shop", k=10)
+    return base / "models" / "shop"
+
+
+def copy_models(published: Path, tmp_path: Path) -> Path:
+    directory = tmp_path / "shop"
+    shutil.copytree(published, directory)
+    return directory
+
+
+def clicks(model_dir: Path, count: int = 300, seed: int = 0) -> list[dict]:
+    """Events of the version's own users on its items, after its data."""
+    version = load_published(model_dir)
+    items, users = version.tables.item_ids.tolist(), version.tables.user_ids.tolist()
+    rng = np.random.default_rng(seed)
+    start = version.tables.data_until + 60
+    kinds = ["click", "click", "purchase", "impression"]
+    return [{"user_id": users[rng.integers(len(users))], "item_id": items[rng.integers(len(items))],
+             "event": kinds[k % 4], "timestamp": start + k} for k in range(count)]
+
+
+def store_with(tmp_path: Path, events: list[dict]) -> FeedbackStore:
+    store = FeedbackStore(f"sqlite:///{tmp_path / 'feedback.db'}")
+    report = store.ingest(events)
+    assert report.accepted == len(events)
+    return store
+
+
+def test_runs_train_only_the_attention_weights_then_the_held_out_clicks_then_nothing(
+        published, tmp_path):
+    directory = copy_models(published, tmp_path)
+    store = store_with(tmp_path, clicks(directory))
+    result = run_finetune(store, directory, OPEN_GATE)
+    assert (result.outcome, result.exit_code, result.version) == ("published", EXIT_PUBLISHED, 2)
+    assert versions(directory) == [1, 2]
+    live, candidate = load_published(directory / "1"), load_published(directory / "2")
+    attention = {v.name for v in live.model.attention_variables()}
+    assert {v["name"] for v in result.report["trained_variables"]} == attention
+    moved = {a.name for a, b in zip(live.model.weights, candidate.model.weights)
+             if not np.array_equal(a.numpy(), b.numpy())}
+    assert moved and moved <= attention  # nothing else moved, batch-norm statistics included
+    # the version records how far it trained, and the store moved its watermark there
+    record = candidate.manifest["feedback"]
+    assert record["consumer"] == default_consumer(directory)
+    mark = store.consumers()[record["consumer"]]
+    assert [mark.txid, mark.seq] == record["watermark"]
+    assert candidate.manifest["lineage"]["change"] == "fine-tune"
+    assert candidate.tables.data_until > live.tables.data_until
+    # impressions are not positives; users with one click are trained on, not held out
+    assert result.report["skipped"] == {"not a positive (impression)": 75}
+    assert result.report["examples"]["new"] + result.report["examples"]["held_out"] == 225
+    assert len(record["held_out"]) == result.report["examples"]["held_out"] > 0
+    history = read_history(directory)
+    assert [h["outcome"] for h in history] == ["published"] and history[0]["gate"]["passed"]
+
+    # the next run trains the clicks the last one held out, then there is nothing new
+    again = run_finetune(store, directory, OPEN_GATE)
+    assert again.outcome == "published" and again.report["events"] == 0
+    assert again.report["carried"] == len(record["held_out"])
+    last = run_finetune(store, directory, OPEN_GATE)
+    assert (last.outcome, last.exit_code) == ("nothing new", EXIT_NOTHING_NEW)
+    assert versions(directory) == [1, 2, 3]
+
+
+def test_a_version_trained_from_one_store_does_not_move_another_stores_watermark(
+        published, tmp_path):
+    from mmrec.export.layout import VersionFiles
+    directory = copy_models(published, tmp_path)
+    # version 2 says it trained through a far position of some other store
+    source = VersionFiles(directory / "1")
+    manifest = json.loads(source.manifest_file.read_text())
+    manifest["feedback"] = {"consumer": default_consumer(directory), "store": "another-store",
+                            "watermark": [0, 10 ** 9], "held_out": []}
+    source.manifest_file.write_text(json.dumps(manifest))
+    store = store_with(tmp_path, clicks(directory, count=40))
+    batch = store.events_since(default_consumer(directory))
+    from feedback.finetune.job import reconcile
+    reconcile(store, default_consumer(directory), load_published(directory))
+    assert len(store.events_since(default_consumer(directory)).events) == len(batch.events) == 40
+
+
+def test_a_rejected_candidate_leaves_the_live_version_and_the_watermark(published, tmp_path):
+    directory = copy_models(published, tmp_path)
+    store = store_with(tmp_path, clicks(directory))
+    strict = FinetuneConfig(recent_tolerance=1.0, forgetting_tolerance=1.0,
+                            min_validation_ndcg=1.0)  # a floor no model reaches
+    result = run_finetune(store, directory, strict)
+    assert (result.outcome, result.exit_code) == ("rejected", EXIT_REJECTED)
+    assert versions(directory) == [1]
+    from feedback.store import Watermark
+    assert store.consumers().get(default_consumer(directory), Watermark()) == Watermark()
+    reasons = read_history(directory)[-1]["gate"]["reasons"]
+    assert len(reasons) == 1 and "below the floor 1.0000" in reasons[0]
+    # the next run retries the same window: the store still holds it past the watermark
+    assert len(store.events_since(default_consumer(directory)).events) == 300
+
+
+def test_nothing_new_is_exit_code_4_and_publishes_nothing(published, tmp_path):
+    directory = copy_models(published, tmp_path)
+    store = FeedbackStore(f"sqlite:///{tmp_path / 'feedback.db'}")
+    result = run_finetune(store, directory)
+    assert (result.outcome, result.exit_code, result.version) == ("nothing new", 4, None)
+    assert versions(directory) == [1]
+
+
+def test_one_job_at_a_time_and_a_killed_holder_leaves_no_stuck_lock(published, tmp_path):
+    directory = copy_models(published, tmp_path)
+    store = FeedbackStore(f"sqlite:///{tmp_path / 'feedback.db'}")
+    with job_lock(directory):
+        with pytest.raises(JobBusyError, match=r"another fine-tuning job \(pid \d+"):
+            run_finetune(store, directory)
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from feedback.finetune.job import job_lock\n"
+        "with job_lock(Path(sys.argv[1])):\n"
+        "    print('held', flush=True)\n"
+        "    time.sleep(60)\n"), str(directory)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(JobBusyError):
+        run_finetune(store, directory)
+    holder.kill()
+    holder.wait()
+    assert run_finetune(store, directory).outcome == "nothing new"
+
+
+KILLED_JOB = """
+import sys
+import mmrec
+from feedback.finetune.job import run_finetune
+from feedback.store import FeedbackStore
+from feedback.finetune.config import FinetuneConfig
+result = run_finetune(FeedbackStore(sys.argv[1]), sys.argv[2],
+                      FinetuneConfig(recent_tolerance=1.0, forgetting_tolerance=1.0))
+print("OUTCOME", result.outcome)
+"""
+
+
+def killed_run(directory: Path, store_url: str, point: str) -> None:
+    environment = {**os.environ, "MMREC_FINETUNE_KILL_AT": point}
+    done = subprocess.run([sys.executable, "-c", KILLED_JOB, store_url, str(directory)],
+                          capture_output=True, text=True, timeout=TIMEOUT_S, env=environment)
+    assert done.returncode == -9, (point, done.returncode, done.stderr[-2000:])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["training", "export", "after-publish"])
+def test_a_job_killed_at_each_point_leaves_nothing_partial_and_trains_each_event_once(
+        published, tmp_path, point):
+    directory = copy_models(published, tmp_path)
+    store = store_with(tmp_path, clicks(directory))
+    url = f"sqlite:///{tmp_path / 'feedback.db'}"
+    killed_run(directory, url, point)
+    published_before = versions(directory)
+    # nothing half-made is visible: only complete versions have numbers
+    assert all((directory / str(v) / "saved_model.pb").is_file() for v in published_before)
+    assert published_before == ([1, 2] if point == "after-publish" else [1])
+    result = run_finetune(store, directory, OPEN_GATE)
+    if point == "after-publish":
+        # the killed job published; this run finds the version's watermark and trains
+        # nothing of the window again: only the clicks the version held out remain
+        assert result.report["events"] == 0
+        assert result.report["carried"] == len(
+            load_published(directory / "2").manifest["feedback"]["held_out"])
+    else:
+        assert result.outcome == "published" and result.report["events"] == 300
+    mark = store.consumers()[default_consumer(directory)]
+    assert [mark.txid, mark.seq] == load_published(directory / "2").manifest[
+        "feedback"]["watermark"]
+    # and the killed job's lock did not outlive it
+    assert run_finetune(store, directory, OPEN_GATE).exit_code in (EXIT_NOTHING_NEW,
+                                                                   EXIT_PUBLISHED)
+
+
+def mmrec_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mmrec.cli", *args], capture_output=True,
+                          text=True, timeout=TIMEOUT_S, env=env, check=False)
+
+
+@pytest.mark.slow
+def test_the_loop_from_the_command_line(published, tmp_path):
+    """ingest -> finetune -> history (with a plot) -> rollback -> skip, as the README shows."""
+    directory = copy_models(published, tmp_path)
+    url = f"sqlite:///{tmp_path / 'feedback.db'}"
+    events = tmp_path / "clicks.jsonl"
+    events.write_text("".join(json.dumps(e) + "\n" for e in clicks(directory)))
+    assert mmrec_cli("feedback", "ingest", str(events), "--store", url).returncode == 0
+    (tmp_path / "loop.toml").write_text("[finetune]\nrecent_tolerance = 1.0\n"
+                                        "forgetting_tolerance = 1.0\n")
+    finetune = mmrec_cli("feedback", "finetune", "--model-dir", str(directory), "--store", url,
+                         "--config", str(tmp_path / "loop.toml"))
+    assert finetune.returncode == 0, finetune.stderr[-3000:]
+    assert "published: live version 1, 300 new events, published version 2" in finetune.stdout
+    assert finetune.stderr.startswith("mmrec: device: ")
+    again = mmrec_cli("feedback", "finetune", "--model-dir", str(directory), "--store", url,
+                      "--config", str(tmp_path / "loop.toml"), "--train", "attention+ids")
+    assert again.returncode == 0, again.stderr[-3000:]  # the held-out clicks
+    nothing = mmrec_cli("feedback", "finetune", "--model-dir", str(directory), "--store", url)
+    assert nothing.returncode == 4 and nothing.stdout.startswith("nothing new")
+    history = mmrec_cli("feedback", "history", "--model-dir", str(directory), "--plot",
+                        str(tmp_path / "runs.png"))
+    assert history.returncode == 0 and history.stdout.count("| published |") == 2
+    assert (tmp_path / "runs.png").stat().st_size > 1000
+    rollback = mmrec_cli("feedback", "rollback", "--model-dir", str(directory), "--keep", "2")
+    assert rollback.returncode == 0, rollback.stderr[-2000:]
+    assert versions(directory) == [3, 4]
+    assert VersionFiles(directory / "4").manifest()["lineage"]["change"] == "rollback"
+    skip = mmrec_cli("feedback", "skip", "--model-dir", str(directory), "--store", url,
+                     "--to", "0:0")
+    assert skip.returncode == 0 and "now reads after 0:0" in skip.stdout
+    bad = mmrec_cli("feedback", "finetune", "--model-dir", str(directory), "--store", url,
+                    "--train", "everything")
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+def test_refresh_makes_serving_default_follow_a_click_and_forget_an_erased_user(published,
+                                                                               tmp_path):
+    import tensorflow as tf
+
+    from feedback.refresh import refresh_version
+    directory = copy_models(published, tmp_path)
+    live = load_published(directory)
+    user = str(live.tables.user_ids[0])
+    seen = set(live.tables.seen_items[live.tables.seen_indptr[0]:live.tables.seen_indptr[1]])
+    before = tf.saved_model.load(str(directory / "1")).signatures["serving_default"](
+        user_id=tf.constant([user]))["item_ids"].numpy()[0]
+    clicked = next(i for i in before.astype(str).tolist()
+                   if live.tables.item_ids.tolist().index(i) not in seen)
+    store = store_with(tmp_path, [{"user_id": user, "item_id": clicked,
+                                   "timestamp": live.tables.data_until + 60}])
+    target, report = refresh_version(store, directory)
+    assert target.name == "2" and report == {"clicks": 1, "erased_users": 0,
+                                              "skipped_unknown_items": 0}
+    signatures = tf.saved_model.load(str(target)).signatures
+    after = signatures["serving_default"](user_id=tf.constant([user]))["item_ids"].numpy()[0]
+    assert clicked not in after.astype(str).tolist()           # now a seen item
+    history = signatures["user_embedding"](user_id=tf.constant([user]))["history_item_ids"]
+    assert history.numpy()[0][0].decode() == clicked            # at the head of the history
+    assert load_published(directory).manifest["lineage"]["change"] == "refresh"
+
+    store.forget_user(user)
+    target, report = refresh_version(store, directory)
+    assert report["erased_users"] == 1
+    signatures = tf.saved_model.load(str(target)).signatures
+    assert not signatures["user_embedding"](user_id=tf.constant([user]))["known_user"].numpy()[0]
+    assert user not in load_published(directory).tables.user_ids.tolist()
+
+
+def test_the_live_history_benchmark_times_recommend_with_and_without_the_store(published,
+                                                                              tmp_path):
+    from feedback.bench.live_history import format_live_history_table, run_live_history_benchmark
+    report = run_live_history_benchmark(str(published), [f"sqlite:///{tmp_path / 'f.db'}"],
+                                        calls=40, clicks_per_user=2)
+    assert set(report["results"]) == {"no store", "sqlite"}
+    assert report["results"]["sqlite"]["events_in_store"] == 2 * report["users"]
+    assert all(row["p99_ms"] >= row["p50_ms"] > 0 for row in report["results"].values())
+    assert "| sqlite |" in format_live_history_table(report)
