@@ -302,3 +302,40 @@ def test_the_live_history_benchmark_times_recommend_with_and_without_the_store(p
     assert report["results"]["sqlite"]["events_in_store"] == 2 * report["users"]
     assert all(row["p99_ms"] >= row["p50_ms"] > 0 for row in report["results"].values())
     assert "| sqlite |" in format_live_history_table(report)
+
+
+def test_a_click_in_the_real_store_changes_the_next_recommendation(published, tmp_path):
+    from mmrec.serve import Recommender
+    live = load_published(published)
+    user = str(live.tables.user_ids[3])
+    store = FeedbackStore(f"sqlite:///{tmp_path / 'f.db'}")
+    recommender = Recommender.load(published, history_source=store)
+    before = [r.item_id for r in recommender.recommend(user, k=10)]
+    assert before == [r.item_id for r in Recommender.load(published).recommend(user, k=10)]
+    clicked = before[0]
+    store.ingest([{"user_id": user, "item_id": clicked,
+                   "timestamp": live.tables.data_until + 60}])
+    after = recommender.recommend(user, k=10)
+    assert clicked not in [r.item_id for r in after] and [r.item_id for r in after] != before
+
+
+@pytest.mark.slow
+def test_a_version_published_while_the_job_trains_stops_it_without_publishing(
+        published, tmp_path, monkeypatch):
+    from feedback.finetune import job
+    from mmrec.export.catalogue_changes import retire_items
+    directory = copy_models(published, tmp_path)
+    store = store_with(tmp_path, clicks(directory))
+    real_fit = job.fit_examples
+
+    def fit_while_someone_publishes(*args, **kwargs):
+        retire_items(directory, [str(load_published(directory).tables.item_ids[0])])
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(job, "fit_examples", fit_while_someone_publishes)
+    result = run_finetune(store, directory, OPEN_GATE)
+    assert result.outcome == "rejected" and "was published while this job trained" in \
+        result.report["stopped"]
+    assert versions(directory) == [1, 2]  # the catalogue change, nothing of the job's
+    from feedback.store import Watermark
+    assert store.consumers().get(default_consumer(directory), Watermark()) == Watermark()
