@@ -151,19 +151,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def read_store_config(path: str | None):
     """The :class:`StoreConfig` of a TOML file's ``[feedback]`` table (defaults without one)."""
-    import tomllib
+    from mmrec.config import read_toml
 
     from feedback.store.config import StoreConfig
     if path is None:
         return StoreConfig()
-    try:
-        with open(path, "rb") as handle:
-            document = tomllib.load(handle)
-    except OSError as error:
-        raise SystemExit(f"mmrec: cannot read config {path}: {error}") from error
-    except tomllib.TOMLDecodeError as error:
-        raise ValueError(f"{path}: not valid TOML: {error}") from error
-    table = document.get("feedback", {})
+    table = read_toml(path).get("feedback", {})
     if not isinstance(table, dict):
         raise ValueError(f"{path}: feedback must be a table, e.g. [feedback]")
     try:

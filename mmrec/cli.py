@@ -47,7 +47,8 @@ from typing import Iterable
 
 import mmrec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from mmrec._tf_env import device_summary, show_tensorflow_logs
-from mmrec.config import JIT_MODES, PRECISIONS, TIMESTAMP_UNITS, DataConfig, RunConfig
+from mmrec.config import (JIT_MODES, PRECISIONS, TIMESTAMP_UNITS, DataConfig, RunConfig,
+                          read_toml)
 from mmrec.data.problems import DataError
 
 
@@ -78,17 +79,8 @@ def read_run_config(args: argparse.Namespace) -> RunConfig:
     TABLE.KEY=VALUE``, then the command's own options (``--split``,
     ``--encoding``, ``--epochs``, ...), all checked together before any work.
     """
-    import tomllib
     path = getattr(args, "config", None)
-    document: dict = {}
-    if path is not None:
-        try:
-            with open(path, "rb") as handle:
-                document = tomllib.load(handle)
-        except OSError as error:
-            raise SystemExit(f"mmrec: cannot read config {path}: {error}") from error
-        except tomllib.TOMLDecodeError as error:
-            raise ValueError(f"{path}: not valid TOML: {error}") from error
+    document: dict = read_toml(path) if path is not None else {}
     for assignment in getattr(args, "set", None) or []:
         keys, value = parse_assignment(assignment)
         table = document

@@ -24,6 +24,24 @@ from mmrec.data.splits import SplitConfig
 from mmrec.typed_fields import checked_values
 
 
+def read_toml(path: str | os.PathLike) -> dict:
+    """A TOML file as a dict, or an error naming the file (what every command's
+    ``--config`` reads; each takes its own tables from it).
+
+    Raises:
+      SystemExit: the file cannot be read.
+      ValueError: it is not valid TOML.
+    """
+    import tomllib
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except OSError as error:
+        raise SystemExit(f"mmrec: cannot read config {path}: {error}") from error
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"{path}: not valid TOML: {error}") from error
+
+
 def default_cache_dir() -> str:
     """``$MMREC_CACHE`` or ``~/.cache/mmrec``."""
     return os.environ.get("MMREC_CACHE", str(Path.home() / ".cache" / "mmrec"))

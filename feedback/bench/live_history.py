@@ -24,17 +24,12 @@ import time
 import numpy as np
 
 
-def _percentiles(seconds: list[float]) -> dict:
-    values = np.asarray(seconds) * 1000.0
-    return {"p50_ms": round(float(np.percentile(values, 50)), 3),
-            "p99_ms": round(float(np.percentile(values, 99)), 3)}
-
-
 def run_live_history_benchmark(model_dir: str, store_urls: list[str], *, calls: int = 2000,
                                clicks_per_user: int = 5, k: int = 10, seed: int = 0) -> dict:
     """Times ``recommend`` without a history source and with each store
     (``"postgresql"`` in ``store_urls`` starts a private local server)."""
     import mmrec  # noqa: F401  (Keras 2 before TensorFlow)
+    from mmrec.bench.latency import time_recommend
     from mmrec.serve.recommender import Recommender
 
     from feedback.store import FeedbackStore
@@ -50,14 +45,7 @@ def run_live_history_benchmark(model_dir: str, store_urls: list[str], *, calls: 
                    u for u in users for _ in range(clicks_per_user))]
 
     def timed(recommender) -> dict:
-        for user in picks[:50]:
-            recommender.recommend(user, k=k)
-        seconds = []
-        for user in picks:
-            began = time.perf_counter()
-            recommender.recommend(user, k=k)
-            seconds.append(time.perf_counter() - began)
-        return _percentiles(seconds)
+        return time_recommend(recommender, picks, k, warm_up=50)
 
     report = {"model_dir": str(model_dir), "items": len(items), "users": len(users),
               "calls": calls, "clicks_per_user": clicks_per_user, "k": k,

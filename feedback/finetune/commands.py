@@ -75,13 +75,10 @@ def parse_every(text: str) -> float:
 
 
 def _config(args: argparse.Namespace):
-    import tomllib
+    from mmrec.config import read_toml
 
     from feedback.finetune.config import FinetuneConfig
-    table = {}
-    if args.config:
-        with open(args.config, "rb") as handle:
-            table = dict(tomllib.load(handle).get("finetune", {}))
+    table = dict(read_toml(args.config).get("finetune", {})) if args.config else {}
     if args.train is not None:
         table["train"] = args.train
     if args.replay_share is not None:
