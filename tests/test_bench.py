@@ -81,6 +81,7 @@ def test_quality_benchmark_trains_the_tfrs_baseline_and_each_ablation():
         assert f"| {name} |" in table
 
 
+@pytest.mark.slow  # a training run for a bookkeeping rule
 def test_an_ablation_equal_to_the_full_model_is_not_trained_twice():
     from mmrec.config import DataConfig, ModelConfig, RunConfig
 

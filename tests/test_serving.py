@@ -407,6 +407,7 @@ def test_the_python_api_and_the_savedmodel_leave_out_and_rank_alike(model_dir, t
         assert excluded.isdisjoint(graph_ids) and excluded.isdisjoint(r.item_id for r in api)
 
 
+@pytest.mark.slow  # a second export under load; slow suite
 def test_reload_under_concurrent_calls(run, model_dir, trained, tmp_path):
     import shutil
     directory = tmp_path / "mmrec"
