@@ -149,25 +149,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
-def read_store_config(path: str | None):
-    """The :class:`StoreConfig` of a TOML file's ``[feedback]`` table (defaults without one)."""
-    from mmrec.config import read_toml
-
-    from feedback.store.config import StoreConfig
-    if path is None:
-        return StoreConfig()
-    table = read_toml(path).get("feedback", {})
-    if not isinstance(table, dict):
-        raise ValueError(f"{path}: feedback must be a table, e.g. [feedback]")
-    try:
-        return StoreConfig.from_dict(table)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{path}: {error}") from error
-
-
 def _open(args: argparse.Namespace):
     from feedback.store.store import FeedbackStore
-    return FeedbackStore(args.store, read_store_config(args.config))
+    return FeedbackStore.open(args.store, args.config)
 
 
 def _guarded(handler):

@@ -90,13 +90,13 @@ def _config(args: argparse.Namespace):
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from feedback.cli import _open
     from feedback.finetune.job import EXIT_ERROR, JobBusyError, run_finetune
+    from feedback.store import FeedbackStore
     config = _config(args)
     every = parse_every(args.every) if args.every else None
     while True:
         try:
-            with _open(args) as store:
+            with FeedbackStore.open(args.store, args.config) as store:
                 result = run_finetune(store, args.model_dir, config, consumer=args.consumer,
                                       verbose=2 if every is None else 0)
             code = result.exit_code
@@ -129,15 +129,14 @@ def _summary(report: dict) -> str:
 
 
 def cmd_skip(args: argparse.Namespace) -> int:
-    from feedback.cli import _open
     from feedback.finetune.job import default_consumer
-    from feedback.store import Watermark
+    from feedback.store import FeedbackStore, Watermark
     match = re.fullmatch(r"(\d+):(\d+)", args.to.strip())
     if not match:
         raise ValueError(f"--to {args.to!r}: expected TXID:SEQ, e.g. 1234:9 "
                          "(mmrec feedback stats lists the consumers' watermarks)")
     consumer = args.consumer or default_consumer(args.model_dir)
-    with _open(args) as store:
+    with FeedbackStore.open(args.store, args.config) as store:
         store.commit(consumer, Watermark(int(match.group(1)), int(match.group(2))))
     print(f"{consumer} now reads after {args.to}")
     return 0

@@ -121,3 +121,17 @@ class StoreConfig:
         """Builds from a TOML ``[feedback]`` table; unknown keys and values of the
         wrong type are refused, naming the key."""
         return cls(**checked_values(cls, values, "feedback"))
+
+
+def read_store_config(path: str | None):
+    """The :class:`StoreConfig` of a TOML file's ``[feedback]`` table (defaults without one)."""
+    from mmrec.config import read_toml
+    if path is None:
+        return StoreConfig()
+    table = read_toml(path).get("feedback", {})
+    if not isinstance(table, dict):
+        raise ValueError(f"{path}: feedback must be a table, e.g. [feedback]")
+    try:
+        return StoreConfig.from_dict(table)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: {error}") from error

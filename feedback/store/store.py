@@ -358,6 +358,14 @@ class FeedbackStore:
             self._engine.dispose()
             raise
 
+    @classmethod
+    def open(cls, url: str | None = None, config_path: str | None = None) -> "FeedbackStore":
+        """The store at ``url`` (else ``$MMREC_FEEDBACK_STORE``, else the default)
+        with the ``[feedback]`` table of TOML file ``config_path`` (what every
+        command's ``--store`` and ``--config`` say)."""
+        from feedback.store.config import read_store_config
+        return cls(url, read_store_config(config_path))
+
     # -- connections ---------------------------------------------------------------------
     def _create_engine(self) -> sa.Engine:
         if self.backend != "sqlite":
