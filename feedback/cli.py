@@ -120,6 +120,21 @@ def add_commands(commands: argparse._SubParsersAction,
     live.add_argument("--json", help="write the report to this file")
     live.set_defaults(handler=cmd_bench_live_history, quiet=False)
 
+    loop = groups["bench"].add_parser(
+        "feedback", help="the fine-tuning loop against a full retrain, on taste shifts, "
+        "trends and poisoned feeds (the shop)")
+    loop.add_argument("--config", default="configs/feedback-bench.toml",
+                      help="the benchmark's TOML (default configs/feedback-bench.toml)")
+    loop.add_argument("--seeds", default="1,2,3", help="comma-separated shop seeds")
+    loop.add_argument("--scenarios", help="comma-separated subset of the config's scenarios")
+    loop.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE",
+                      help="override one config value, e.g. train.epochs=2 (repeatable)")
+    loop.add_argument("--workdir", help="keep data folders, runs and versions here "
+                      "(default: a temporary folder, deleted afterwards)")
+    loop.add_argument("--json", help="write the report to this file")
+    loop.add_argument("--plot", help="write the PNG plot to this file")
+    loop.set_defaults(handler=cmd_bench_feedback, quiet=True)
+
     bench = groups["bench"].add_parser(
         "feedback-store", help="click store throughput and recent_items latency")
     bench.add_argument("--events", type=int, default=1_000_000,
@@ -338,6 +353,31 @@ def cmd_bench_live_history(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     print(format_live_history_table(report))
+    return 0
+
+
+@_guarded
+def cmd_bench_feedback(args: argparse.Namespace) -> int:
+    from feedback.bench.loop import (
+        BenchSettings,
+        format_feedback_tables,
+        plot_feedback,
+        run_feedback_benchmark,
+        write_report,
+    )
+    assignments = list(args.set)
+    if args.scenarios:
+        names = ", ".join(f'"{s.strip()}"' for s in args.scenarios.split(",") if s.strip())
+        assignments.append(f"feedback_bench.scenarios=[{names}]")
+    settings = BenchSettings.from_toml(args.config, assignments)
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    report = run_feedback_benchmark(settings, seeds=seeds, workdir=args.workdir,
+                                    progress=lambda line: print(line, flush=True))
+    if args.json:
+        write_report(report, args.json)
+    if args.plot:
+        plot_feedback(report, args.plot)
+    print(format_feedback_tables(report))
     return 0
 
 

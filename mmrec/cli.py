@@ -72,6 +72,19 @@ def parse_assignment(assignment: str) -> tuple[list[str], object]:
     return path, value
 
 
+def apply_assignments(document: dict, assignments: list[str]) -> dict:
+    """Sets each ``--set TABLE.KEY=VALUE`` in a TOML document (in place)."""
+    for assignment in assignments:
+        keys, value = parse_assignment(assignment)
+        table = document
+        for key in keys[:-1]:
+            table = table.setdefault(key, {})
+            if not isinstance(table, dict):
+                raise ValueError(f"--set {assignment!r}: {'.'.join(keys[:-1])} is not a table")
+        table[keys[-1]] = value
+    return document
+
+
 def read_run_config(args: argparse.Namespace) -> RunConfig:
     """The run config a command's options describe.
 
@@ -81,14 +94,7 @@ def read_run_config(args: argparse.Namespace) -> RunConfig:
     """
     path = getattr(args, "config", None)
     document: dict = read_toml(path) if path is not None else {}
-    for assignment in getattr(args, "set", None) or []:
-        keys, value = parse_assignment(assignment)
-        table = document
-        for key in keys[:-1]:
-            table = table.setdefault(key, {})
-            if not isinstance(table, dict):
-                raise ValueError(f"--set {assignment!r}: {'.'.join(keys[:-1])} is not a table")
-        table[keys[-1]] = value
+    apply_assignments(document, getattr(args, "set", None) or [])
     options = {("data",): {"encoding": "encoding", "timestamp_unit": "timestamp_unit"},
                ("data", "split"): {"split": "scheme", "split_file": "split_file",
                                    "cold_item_share": "cold_item_share"},

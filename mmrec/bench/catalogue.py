@@ -34,9 +34,12 @@ from mmrec.data.registry import load_dataset
 
 
 def write_catalogue_folder(dataset, items: np.ndarray, folder: Path, *,
-                           with_clicks: bool) -> Path:
+                           with_clicks: bool, rows: np.ndarray | None = None,
+                           split_labels: np.ndarray | None = None) -> Path:
     """Writes ``items`` of ``dataset`` as an items table with PNG pictures (and,
-    with ``with_clicks``, the clicks on them as an interactions table)."""
+    with ``with_clicks``, the clicks on them as an interactions table: the log's
+    ``rows``, by default every row of those items; ``split_labels``, one
+    "train"/"valid"/"test" per written row, become ``splits.csv``)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "img").mkdir(exist_ok=True)
     catalogue = dataset.catalogue
@@ -51,13 +54,23 @@ def write_catalogue_folder(dataset, items: np.ndarray, folder: Path, *,
                              catalogue.texts[i], f"img/{i}.png"])
     if with_clicks:
         log = dataset.interactions
-        keep = np.isin(log.item, items)
-        with open(folder / "interactions.csv", "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["user_id", "item_id", "timestamp"])
-            for row in np.flatnonzero(keep).tolist():
-                writer.writerow([log.user_ids[log.user[row]], catalogue.item_ids[log.item[row]],
-                                 repr(float(log.timestamp[row]))])
+        if rows is None:
+            rows = np.flatnonzero(np.isin(log.item, items))
+        in_time = np.argsort(log.timestamp[rows], kind="stable")  # as an export would list them
+        rows = np.asarray(rows)[in_time]
+        if split_labels is not None:
+            split_labels = np.asarray(split_labels, dtype=object)[in_time]
+        names = ["interactions.csv"] + (["splits.csv"] if split_labels is not None else [])
+        for name in names:
+            with open(folder / name, "w", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["user_id", "item_id", "timestamp"] +
+                                (["split"] if name == "splits.csv" else []))
+                for position, row in enumerate(np.asarray(rows).tolist()):
+                    writer.writerow([log.user_ids[log.user[row]],
+                                     catalogue.item_ids[log.item[row]],
+                                     repr(float(log.timestamp[row]))] +
+                                    ([split_labels[position]] if name == "splits.csv" else []))
     return folder / "items.csv"
 
 

@@ -18,8 +18,12 @@ Shoppers weigh all six attribute groups, so an ID-only or a one-modality model
 leaves utility on the table that a model reading both can collect. On top of
 the tastes sit a mild item popularity (so most-popular is a weak but non-zero
 baseline), a per-session focus category (a short-term, sequential signal) and,
-optionally, an interest shift: a share of users draw new tastes at a fixed
-point of the timeline, which rewards models that weight recent history.
+optionally, changes at a fixed point of the timeline (``shift_at``): an
+interest shift (a share of users draw new tastes), a trend (every user's
+weight of some attribute groups moves, e.g. looks matter more than labels for
+a season) and new items (a share of the catalogue exists only from then on).
+They reward models that weight recent history, and they are what the
+feedback loop's benchmark measures a fine-tuning job against.
 
 Shade, pattern and fit are binned *within each category* (a third of the
 coats are dark, a third of the sandals are dark, ...), so they cannot be
@@ -134,7 +138,15 @@ class ShopConfig:
       shift_share: share of users, in [0, 1], whose tastes are redrawn at
         ``shift_at``; 0 means tastes never change.
       shift_at: where in the timeline, as a fraction in [0, 1] of the time
-        span, shifted users change taste.
+        span, shifted users change taste, the trend sets in and new items
+        appear.
+      trend_weights: from ``shift_at`` on, every user's taste for each
+        attribute group is multiplied by these, in ATTRIBUTES order; all 1.0
+        (the default) is no trend. ``(1, 3, 3, 1, 1/3, 1/3)`` is a season where
+        looks (shade, pattern: image only) matter three times as much and
+        labels (brand, material: text only) a third as much.
+      new_item_share: share of the items, in [0, 1), that exist only from
+        ``shift_at`` on: nobody clicks them before (``ShopGroundTruth.new_items``).
       mean_session_length: mean clicks per session (>= 1); sessions have
         ``1 + Poisson(mean - 1)`` clicks.
       temperature: softness of the click choice; a user picks items with
@@ -161,6 +173,8 @@ class ShopConfig:
     seed: int = 0
     shift_share: float = 0.0
     shift_at: float = 0.8
+    trend_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+    new_item_share: float = 0.0
     mean_session_length: float = 5.0
     temperature: float = 0.5
     focus_bonus: float = 1.0
@@ -189,6 +203,11 @@ class ShopConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1]; got {value}")
+        if len(self.trend_weights) != len(ATTRIBUTES) or min(self.trend_weights) < 0:
+            raise ValueError(f"trend_weights must be {len(ATTRIBUTES)} values >= 0, one per "
+                             f"{ATTRIBUTES}; got {self.trend_weights}")
+        if not 0.0 <= self.new_item_share < 1.0:
+            raise ValueError(f"new_item_share must be in [0, 1); got {self.new_item_share}")
         if self.mean_session_length < 1:
             raise ValueError(f"mean_session_length must be >= 1; got {self.mean_session_length}")
         if not self.temperature > 0:
@@ -208,8 +227,13 @@ class ShopConfig:
 
     @property
     def t_shift(self) -> float:
-        """The global time at which shifted users change taste."""
+        """The global time at which shifted users change taste (and any trend
+        and new items begin)."""
         return self.start_time + self.shift_at * self.time_span_s
+
+    @property
+    def has_trend(self) -> bool:
+        return any(w != 1.0 for w in self.trend_weights)
 
 
 @dataclasses.dataclass
@@ -225,10 +249,11 @@ class ShopGroundTruth:
         + popularity[i]
         + focus_bonus if i is in the session's focus category
 
-    where ``taste`` is :attr:`taste_after` for a shifted user from
-    :attr:`t_shift` on and :attr:`taste_before` otherwise. Users click with
-    probability ``softmax(utility / temperature)`` over the items they have
-    not clicked yet.
+    where ``taste`` is :attr:`taste_after` from :attr:`t_shift` on and
+    :attr:`taste_before` before (the two are equal for a user whose tastes do
+    not change). Users click with probability ``softmax(utility / temperature)``
+    over the items they have not clicked yet (and, before :attr:`t_shift`,
+    that are not :attr:`new_items`).
 
     Example:
 
@@ -241,9 +266,10 @@ class ShopGroundTruth:
     Attributes:
       item_attributes: attribute group -> int codes [N] into ATTRIBUTE_VALUES.
       taste_before: float64 [U, TASTE_SIZE] tastes, laid out by ATTRIBUTE_OFFSETS.
-      taste_after: float64 [U, TASTE_SIZE] tastes from t_shift on; the same
-        array as taste_before when no user shifts.
-      shifted: bool [U], True for users whose tastes change.
+      taste_after: float64 [U, TASTE_SIZE] tastes from t_shift on (redrawn
+        for shifted users, times the trend weights for everyone); the same
+        array as taste_before when nothing changes.
+      shifted: bool [U], True for users whose tastes are redrawn.
       t_shift: the time of the change, Unix seconds.
       popularity: float64 [N] the popularity term of utility.
       focus_bonus: the utility added to the session's focus category.
@@ -253,6 +279,8 @@ class ShopGroundTruth:
       session_focus: int64 [R] focus category (a class index) of each row's session.
       min_session_gap_s: the least time between one session's end and the
         next one's start.
+      new_items: bool [N], items that exist only from t_shift on (none by
+        default).
     """
 
     item_attributes: dict[str, np.ndarray]
@@ -266,10 +294,11 @@ class ShopGroundTruth:
     session: np.ndarray
     session_focus: np.ndarray
     min_session_gap_s: float = MIN_SESSION_GAP_S
+    new_items: np.ndarray | None = None
 
     def taste(self, user: int, timestamp: float) -> np.ndarray:
         """The user's flat taste vector in force at ``timestamp``."""
-        if self.shifted[user] and timestamp >= self.t_shift:
+        if timestamp >= self.t_shift:
             return self.taste_after[user]
         return self.taste_before[user]
 
@@ -312,10 +341,16 @@ def generate_shop(config: ShopConfig = ShopConfig()) -> Dataset:
     codes = {name: codes[name].astype(np.int64) for name in ATTRIBUTES}
     titles, texts = _write_texts(codes, item_rng)
     popularity = _popularity(config, item_rng)
+    new_items = np.zeros(config.num_items, dtype=bool)
+    new_items[item_rng.choice(config.num_items, size=round(config.new_item_share *
+                                                            config.num_items),
+                              replace=False)] = True
 
     taste_before, taste_after, shifted = _draw_tastes(config, user_rng)
-    log = _simulate_clicks(config, codes, popularity, taste_before, taste_after, shifted,
-                           click_rng)
+    # Users whose click model changes at t_shift: sessions crossing it are cut in two.
+    changes = shifted | config.has_trend | new_items.any()
+    log = _simulate_clicks(config, codes, popularity, taste_before, taste_after, changes,
+                           new_items, click_rng)
 
     order = np.argsort(log["timestamp"], kind="stable")
     width = max(4, len(str(config.num_users)))
@@ -334,13 +369,13 @@ def generate_shop(config: ShopConfig = ShopConfig()) -> Dataset:
                   **{name: [ATTRIBUTE_VALUES[name][c] for c in codes[name]]
                      for name in ATTRIBUTES}})
     taste_before = taste_before[user_order]
-    taste_after = taste_before if not shifted.any() else taste_after[user_order]
+    taste_after = taste_before if taste_after is None else taste_after[user_order]
     truth = ShopGroundTruth(
         item_attributes=codes, taste_before=taste_before, taste_after=taste_after,
         shifted=shifted[user_order], t_shift=config.t_shift, popularity=popularity,
         focus_bonus=config.focus_bonus, temperature=config.temperature,
         session=_number_by_first_appearance(log["session"][order]),
-        session_focus=log["focus"][order])
+        session_focus=log["focus"][order], new_items=new_items)
     return Dataset(
         name="shop", catalogue=catalogue, interactions=interactions, ground_truth=truth,
         source=(f"Fashion-MNIST images ({fashion_mnist_source()}) + simulated shoppers, "
@@ -429,8 +464,8 @@ def _popularity(config: ShopConfig, rng: np.random.Generator) -> np.ndarray:
 
 
 def _draw_tastes(config: ShopConfig,
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Tastes before and after the shift, and who shifts."""
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Tastes before and after t_shift (None after: nothing changes), and who shifts."""
     # A value's weight has sd s / sqrt(1 - 1/k), so that the group's
     # contribution varies across items with sd about s, whatever k is.
     scale = np.concatenate([
@@ -444,15 +479,18 @@ def _draw_tastes(config: ShopConfig,
     shifted = np.zeros(config.num_users, dtype=bool)
     shifted[rng.choice(config.num_users, size=round(config.shift_share * config.num_users),
                        replace=False)] = True
-    if not shifted.any():
-        return taste_before, taste_before, shifted
+    if not shifted.any() and not config.has_trend:
+        return taste_before, None, shifted
     taste_after = taste_before.copy()
-    taste_after[shifted] = draw(int(shifted.sum()))
+    if shifted.any():
+        taste_after[shifted] = draw(int(shifted.sum()))
+    taste_after *= np.repeat(np.asarray(config.trend_weights, dtype=np.float64), _SIZES)
     return taste_before, taste_after, shifted
 
 
 def _simulate_clicks(config: ShopConfig, codes: dict[str, np.ndarray], popularity: np.ndarray,
-                     taste_before: np.ndarray, taste_after: np.ndarray, shifted: np.ndarray,
+                     taste_before: np.ndarray, taste_after: np.ndarray | None,
+                     changes: np.ndarray, new_items: np.ndarray,
                      rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Every user's sessions and clicks, in (user, time) order.
 
@@ -460,9 +498,12 @@ def _simulate_clicks(config: ShopConfig, codes: dict[str, np.ndarray], popularit
     falls before or after the shift; then each session's clicks are drawn
     without replacement from softmax(utility / temperature) by the
     Gumbel-top-k trick (the k largest of logit + Gumbel noise), skipping what
-    the user clicked before. A session that crosses t_shift is drawn in two
-    segments, one per taste.
+    the user clicked before. For a user whose click model changes at t_shift
+    (``changes``), a session that crosses it is drawn in two segments, one per
+    taste; new items cannot be drawn before t_shift.
     """
+    if taste_after is None:
+        taste_after = taste_before
     counts = _clicks_per_user(config, rng)
     columns = _item_columns(codes)
     category = codes["category"]
@@ -477,10 +518,11 @@ def _simulate_clicks(config: ShopConfig, codes: dict[str, np.ndarray], popularit
     for user in range(config.num_users):
         lengths = _session_lengths(int(counts[user]), config.mean_session_length, rng)
         click_times, session_of_click = _click_times(lengths, config, rng)
-        after_shift = (shifted[user] & (click_times >= config.t_shift)).astype(np.int64)
+        after_shift = (changes[user] & (click_times >= config.t_shift)).astype(np.int64)
         tastes = np.stack([taste_before[user], taste_after[user]])
         base_logit = np.stack([_utility(t, columns, popularity) for t in tastes])
         base_logit = (base_logit / config.temperature).astype(np.float32)
+        base_logit[0, new_items] = -np.inf
 
         first_click = np.r_[0, np.cumsum(lengths)[:-1]]
         category_taste = tastes[after_shift[first_click]][:, category_columns]
