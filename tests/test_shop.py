@@ -20,6 +20,7 @@ from mmrec.data import fashion_mnist
 from mmrec.data.fashion_mnist import CATEGORY_WORDS, CLASS_NAMES, load_fashion_mnist
 from mmrec.data.problems import DataError
 from mmrec.data.shop import (
+    ATTRIBUTE_OFFSETS,
     ATTRIBUTE_VALUES,
     BRANDS,
     FIT_WORDS,
@@ -302,7 +303,52 @@ def test_interest_shift_is_visible_after_t_shift(shifted_shop, small_shop):
     assert not small_shop.ground_truth.shifted.any()
 
 
+@pytest.fixture(scope="module")
+def trend_shop():
+    return generate_shop(ShopConfig(**SMALL, trend_weights=(1.0, 3.0, 3.0, 1.0, 1 / 3, 1 / 3),
+                                    new_item_share=0.1))
+
+
+def test_trend_reweighs_every_users_tastes_from_t_shift(trend_shop, small_shop):
+    truth, log = trend_shop.ground_truth, trend_shop.interactions
+    assert not truth.shifted.any()
+    weights = np.repeat([1.0, 3.0, 3.0, 1.0, 1 / 3, 1 / 3],
+                        [len(v) for v in ATTRIBUTE_VALUES.values()])
+    np.testing.assert_allclose(truth.taste_after, truth.taste_before * weights)
+    # Before T the shop is the one without a trend: same tastes for the same seed.
+    np.testing.assert_array_equal(truth.taste_before, small_shop.ground_truth.taste_before)
+    assert np.array_equal(truth.taste(0, truth.t_shift - 1), truth.taste_before[0])
+    assert np.array_equal(truth.taste(0, truth.t_shift), truth.taste_after[0])
+
+    # After T, the clicked items' image-only attributes follow the user's tastes
+    # more closely, and the text-only ones less: compare how often the clicked
+    # item has the user's favourite shade (image only) and brand (text only).
+    def favourite_share(rows, group):
+        offset = ATTRIBUTE_OFFSETS[group]
+        size = len(ATTRIBUTE_VALUES[group])
+        favourite = np.argmax(truth.taste_before[log.user[rows], offset:offset + size], axis=1)
+        return (truth.item_attributes[group][log.item[rows]] == favourite).mean()
+
+    early = np.flatnonzero(log.timestamp < truth.t_shift)
+    late = np.flatnonzero(log.timestamp >= truth.t_shift)
+    assert favourite_share(late, "shade") > favourite_share(early, "shade") + 0.05
+    assert favourite_share(late, "brand") < favourite_share(early, "brand") - 0.05
+
+
+def test_new_items_appear_only_after_t_shift(trend_shop, small_shop):
+    truth, log = trend_shop.ground_truth, trend_shop.interactions
+    new = truth.new_items
+    assert new.sum() == 50 and not small_shop.ground_truth.new_items.any()
+    assert not new[log.item[log.timestamp < truth.t_shift]].any()
+    late_items = log.item[log.timestamp >= truth.t_shift]
+    assert new[late_items].mean() > 0.05  # they are clicked once they exist
+    # The catalogue is the same as without them: only when items may be clicked changes.
+    assert np.array_equal(trend_shop.catalogue.item_ids, small_shop.catalogue.item_ids)
+
+
 @pytest.mark.parametrize("bad", [
+    dict(trend_weights=(1.0, 2.0)), dict(trend_weights=(1, 1, 1, 1, 1, -1)),
+    dict(new_item_share=1.0), dict(new_item_share=-0.1),
     dict(num_items=70_001), dict(num_items=0), dict(num_users=0),
     dict(num_clicks=10, num_users=10), dict(shift_share=1.5), dict(shift_share=-0.1),
     dict(shift_at=2.0), dict(temperature=0.0), dict(mean_session_length=0.5),

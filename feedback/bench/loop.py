@@ -78,7 +78,8 @@ class FeedbackBenchConfig:
 
     Example:
 
-        config = FeedbackBenchConfig(scenarios=("trend",), replay_shares=(0.25,))
+        config = FeedbackBenchConfig(scenarios=("trend",), replay_shares=(0.25,),
+                                     step_sizes=(3e-5,))
 
     Attributes:
       scenarios: which of "taste-shift" and "trend" to run.
@@ -87,9 +88,11 @@ class FeedbackBenchConfig:
         attribute group in ``mmrec.data.shop.ATTRIBUTES`` order (trend).
       new_item_share: share of the catalogue that exists only after T (trend);
         those items enter through ``catalogue add`` before any job runs.
-      replay_shares: the attention-only job is run once per share.
-      scopes: the jobs' ``--train`` scopes; "attention" runs at every replay
-        share, the others at ``[finetune] replay_share``.
+      replay_shares, step_sizes: the attention-only job is run once per
+        pair; the pair whose jobs score best on their own gate holdouts is
+        the one judged against the targets.
+      scopes: the jobs' ``--train`` scopes; "attention" runs on the grid
+        above, the others at ``[finetune]``'s settings.
       poison: run the two poisoned feeds (trend scenario).
       shuffled_item_share: share of the feed's distinct items whose ids are
         permuted among themselves in the first poisoned feed.
@@ -102,6 +105,7 @@ class FeedbackBenchConfig:
     trend_weights: tuple[float, ...] = (1.0, 3.0, 3.0, 1.0, 1 / 3, 1 / 3)
     new_item_share: float = 0.1
     replay_shares: tuple[float, ...] = (0.0, 0.25, 1.0)
+    step_sizes: tuple[float, ...] = (3e-5, 3e-4)
     scopes: tuple[str, ...] = ("attention", "attention+ids", "all")
     poison: bool = True
     shuffled_item_share: float = 0.5
@@ -122,6 +126,8 @@ class FeedbackBenchConfig:
                              f"one per {ATTRIBUTES}")
         if not self.replay_shares or min(self.replay_shares) < 0:
             raise ValueError("feedback_bench.replay_shares must be shares >= 0")
+        if not self.step_sizes or min(self.step_sizes) <= 0:
+            raise ValueError("feedback_bench.step_sizes must be step sizes > 0")
         if self.bot_clicks < 2 or self.k < 1:
             raise ValueError("feedback_bench.bot_clicks must be >= 2 and k >= 1")
 
@@ -349,9 +355,9 @@ def run_scenario(settings: BenchSettings, scenario: str, seed: int, root: Path,
     events = feed_events(dataset, line.feed)
     jobs: dict[str, dict] = {}
     systems: dict[str, Path] = {}
-    runs = [(f"attention, replay {share:g}", dataclasses.replace(
-        settings.finetune, train="attention", replay_share=share))
-        for share in bench.replay_shares]
+    runs = [(attention_job(share, step), dataclasses.replace(
+        settings.finetune, train="attention", replay_share=share, step_size=step))
+        for share in bench.replay_shares for step in bench.step_sizes]
     same = _same_variables(versions)
     result["same_as_attention"] = sorted(same)
     runs += [(scope, dataclasses.replace(settings.finetune, train=scope))
@@ -427,6 +433,8 @@ def run_feedback_benchmark(config: str | os.PathLike | BenchSettings, *,
                     shutil.rmtree(folder)
                 folder.mkdir(parents=True)
                 runs.append(run_scenario(settings, scenario, seed, folder, progress))
+                with open(root / "runs.jsonl", "a") as handle:  # kept if a later run fails
+                    handle.write(json.dumps(runs[-1], default=float) + "\n")
     return {"settings": {"run": settings.run.to_dict(),
                          "finetune": dataclasses.asdict(settings.finetune),
                          "bench": dataclasses.asdict(settings.bench)},
@@ -465,38 +473,48 @@ def summarize(runs: list[dict], settings: BenchSettings) -> dict:
             elif name == RETRAIN:
                 entry["seconds"] = _mean_sd([r["retrain"]["seconds"] for r in chosen])
             systems[name] = entry
-        share = choose_replay_share(chosen, settings)
-        summary[scenario] = {"systems": systems, "chosen_replay_share": share,
-                             "target": judge_targets(chosen, systems, share, settings),
+        job = choose_attention_job(chosen, settings)
+        summary[scenario] = {"systems": systems, "chosen_job": job,
+                             "target": judge_targets(chosen, systems, job, settings),
                              "base_seconds": _mean_sd([r["base"]["seconds"] for r in chosen])}
     return summary
 
 
-def choose_replay_share(runs: list[dict], settings: BenchSettings) -> float:
-    """The replay share whose jobs score best on their own gate's recent holdout
-    (clicks the job held out of its window: validation, never the benchmark's
-    holdouts), among shares that kept the original validation split within the
-    forgetting tolerance on every seed (all shares if none did)."""
+def attention_job(share: float, step: float) -> str:
+    """The name of the attention-only job at one replay share and step size."""
+    return f"attention, replay {share:g}, step {step:g}"
+
+
+def choose_attention_job(runs: list[dict], settings: BenchSettings) -> str:
+    """The attention-only job (replay share, step size) that scores best on its
+    own gate's recent holdout (clicks the job held out of its window:
+    validation, never the benchmark's holdouts), among those that kept the
+    original validation split within the forgetting tolerance on every seed
+    (all of them if none did)."""
     tolerance = settings.finetune.forgetting_tolerance
     best, best_value, candidates = None, -np.inf, []
-    for share in settings.bench.replay_shares:
-        gates = [r["jobs"][f"attention, replay {share:g}"]["gate"] or {} for r in runs]
+    names = [attention_job(share, step) for share in settings.bench.replay_shares
+             for step in settings.bench.step_sizes]
+    for name in names:
+        gates = [r["jobs"][name]["gate"] or {} for r in runs]
         recent = [((g.get("candidate") or {}).get("recent") or 0.0) for g in gates]
         kept = all((g.get("candidate") or {}).get("validation", 0) >=
                    (1 - tolerance) * ((g.get("live") or {}).get("validation") or 0)
                    for g in gates)
-        candidates.append((share, float(np.mean(recent)), kept))
+        candidates.append((name, float(np.mean(recent)), kept))
     pool = [c for c in candidates if c[2]] or candidates
-    for share, value, _ in pool:
+    for name, value, _ in pool:
         if value > best_value:
-            best, best_value = share, value
-    return float(best)
+            best, best_value = name, value
+    return best
 
 
-def judge_targets(runs: list[dict], systems: dict, share: float,
+def judge_targets(runs: list[dict], systems: dict, job: str,
                   settings: BenchSettings) -> dict:
-    """The issue's targets for the attention-only job at the chosen share."""
-    job = f"attention, replay {share:g}"
+    """The loop's targets for the chosen attention-only ``job``: the share of
+    the retrain's gain it recovers (where that gain exceeds two standard
+    deviations), its share of the retrain's wall time, its pre-T drop, and
+    whether the poisoned feeds were rejected or harmless."""
     gains_retrain = [r["scores"][RETRAIN]["post_T"] - r["scores"][STALE_FRESH]["post_T"]
                      for r in runs]
     gains_job = [r["scores"][job]["post_T"] - r["scores"][STALE_FRESH]["post_T"] for r in runs]
@@ -515,7 +533,7 @@ def judge_targets(runs: list[dict], systems: dict, share: float,
               "met": bool(separates and recovered is not None and recovered >= 0.8
                           and time_share <= 0.1 and np.mean(pre_drop) <= 0.02)}
     poison = {}
-    default_job = f"attention, replay {settings.finetune.replay_share:g}"
+    default_job = attention_job(settings.finetune.replay_share, settings.finetune.step_size)
     clean = systems.get(default_job, systems[job])["post_T"]
     for name, entry in systems.items():
         if not name.startswith("poison"):
@@ -555,8 +573,8 @@ def format_feedback_tables(report: dict) -> str:
                          f"{_cell(seconds, 0)} | {outcome} |")
         target = entry["target"]
         recovered = (f"{target['recovered']:.0%}" if target["recovered"] is not None else "–")
-        lines += ["", f"Chosen replay share (on the jobs' own gate holdouts): "
-                  f"{entry['chosen_replay_share']:g}. {target['job']}: recovers {recovered} of "
+        lines += ["", f"Chosen on the jobs' own gate holdouts: {entry['chosen_job']}. "
+                  f"It recovers {recovered} of "
                   f"the retrain's gain over fresh history (retrain gain "
                   f"{_cell(target['retrain_gain'])}, "
                   f"{'separates' if target['separates'] else 'does not separate'} at 2 sd), in "
