@@ -295,17 +295,17 @@ def _job(base_versions: Path, folder: Path, events: list[dict], config: Finetune
              "examples": report.get("examples")}, folder)
 
 
-def _same_variables(versions: Path) -> set[str]:
-    """The scopes that train exactly what "attention" trains in this model (e.g.
+def _same_variables(model) -> set[str]:
+    """The scopes that train exactly what "attention" trains in ``model`` (e.g.
     "attention+ids" when the model has no id vectors): running them again would
     measure nothing new."""
     from feedback.finetune.job import trained_variables
-    from mmrec.export.publish import load_published
-    model = load_published(versions, task="inspect").model
-    attention = {v.name for v in trained_variables(model, "attention")}
-    return {scope for scope in TRAIN_SCOPES if scope != "attention"
-            and (trained_variables(model, scope) is not None)
-            and {v.name for v in trained_variables(model, scope)} == attention}
+    def names(scope: str) -> set[str]:
+        chosen = trained_variables(model, scope)  # None: every trainable variable
+        return {v.name for v in (model.trainable_variables if chosen is None else chosen)}
+
+    attention = names("attention")
+    return {scope for scope in TRAIN_SCOPES if scope != "attention" and names(scope) == attention}
 
 
 def run_scenario(settings: BenchSettings, scenario: str, seed: int, root: Path,
@@ -351,6 +351,7 @@ def run_scenario(settings: BenchSettings, scenario: str, seed: int, root: Path,
         started = time.perf_counter()
         add_items(versions, table)
         result["catalogue_add_seconds"] = round(time.perf_counter() - started, 1)
+    stale = load_published(versions, task="score")  # what every job starts from
 
     events = feed_events(dataset, line.feed)
     jobs: dict[str, dict] = {}
@@ -358,7 +359,7 @@ def run_scenario(settings: BenchSettings, scenario: str, seed: int, root: Path,
     runs = [(attention_job(share, step), dataclasses.replace(
         settings.finetune, train="attention", replay_share=share, step_size=step))
         for share in bench.replay_shares for step in bench.step_sizes]
-    same = _same_variables(versions)
+    same = _same_variables(stale.model)
     result["same_as_attention"] = sorted(same)
     runs += [(scope, dataclasses.replace(settings.finetune, train=scope))
              for scope in bench.scopes if scope != "attention" and scope not in same]
@@ -395,7 +396,6 @@ def run_scenario(settings: BenchSettings, scenario: str, seed: int, root: Path,
     pre = holdout_queries(log, line.pre_holdout, length, None)
     everything = np.ones(len(catalogue), bool)
     score_args = (catalogue.item_ids, log.user_ids)
-    stale = load_published(versions, task="score")
     scores = {STALE_FROZEN: {"post_T": system_ndcg(stale, post_frozen, *score_args, everything),
                              "pre_T": system_ndcg(stale, pre, *score_args, ~new_items)}}
     scores[STALE_FRESH] = {"post_T": system_ndcg(stale, post_fresh, *score_args, everything),
@@ -492,7 +492,7 @@ def choose_attention_job(runs: list[dict], settings: BenchSettings) -> str:
     original validation split within the forgetting tolerance on every seed
     (all of them if none did)."""
     tolerance = settings.finetune.forgetting_tolerance
-    best, best_value, candidates = None, -np.inf, []
+    candidates = []
     names = [attention_job(share, step) for share in settings.bench.replay_shares
              for step in settings.bench.step_sizes]
     for name in names:
@@ -503,10 +503,7 @@ def choose_attention_job(runs: list[dict], settings: BenchSettings) -> str:
                    for g in gates)
         candidates.append((name, float(np.mean(recent)), kept))
     pool = [c for c in candidates if c[2]] or candidates
-    for name, value, _ in pool:
-        if value > best_value:
-            best, best_value = name, value
-    return best
+    return max(pool, key=lambda candidate: candidate[1])[0]
 
 
 def judge_targets(runs: list[dict], systems: dict, job: str,

@@ -60,17 +60,17 @@ def write_catalogue_folder(dataset, items: np.ndarray, folder: Path, *,
         rows = np.asarray(rows)[in_time]
         if split_labels is not None:
             split_labels = np.asarray(split_labels, dtype=object)[in_time]
-        names = ["interactions.csv"] + (["splits.csv"] if split_labels is not None else [])
-        for name in names:
-            with open(folder / name, "w", newline="") as handle:
+        clicks = [[log.user_ids[log.user[row]], catalogue.item_ids[log.item[row]],
+                   repr(float(log.timestamp[row]))] for row in rows.tolist()]
+        with open(folder / "interactions.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["user_id", "item_id", "timestamp"])
+            writer.writerows(clicks)
+        if split_labels is not None:
+            with open(folder / "splits.csv", "w", newline="") as handle:
                 writer = csv.writer(handle)
-                writer.writerow(["user_id", "item_id", "timestamp"] +
-                                (["split"] if name == "splits.csv" else []))
-                for position, row in enumerate(np.asarray(rows).tolist()):
-                    writer.writerow([log.user_ids[log.user[row]],
-                                     catalogue.item_ids[log.item[row]],
-                                     repr(float(log.timestamp[row]))] +
-                                    ([split_labels[position]] if name == "splits.csv" else []))
+                writer.writerow(["user_id", "item_id", "timestamp", "split"])
+                writer.writerows(click + [label] for click, label in zip(clicks, split_labels))
     return folder / "items.csv"
 
 

@@ -368,8 +368,9 @@ def generate_shop(config: ShopConfig = ShopConfig()) -> Dataset:
         metadata={"title": titles,
                   **{name: [ATTRIBUTE_VALUES[name][c] for c in codes[name]]
                      for name in ATTRIBUTES}})
+    unchanged = taste_after is taste_before
     taste_before = taste_before[user_order]
-    taste_after = taste_before if taste_after is None else taste_after[user_order]
+    taste_after = taste_before if unchanged else taste_after[user_order]
     truth = ShopGroundTruth(
         item_attributes=codes, taste_before=taste_before, taste_after=taste_after,
         shifted=shifted[user_order], t_shift=config.t_shift, popularity=popularity,
@@ -464,8 +465,9 @@ def _popularity(config: ShopConfig, rng: np.random.Generator) -> np.ndarray:
 
 
 def _draw_tastes(config: ShopConfig,
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """Tastes before and after t_shift (None after: nothing changes), and who shifts."""
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tastes before and after t_shift (the same array when nothing changes), and
+    who shifts."""
     # A value's weight has sd s / sqrt(1 - 1/k), so that the group's
     # contribution varies across items with sd about s, whatever k is.
     scale = np.concatenate([
@@ -480,7 +482,7 @@ def _draw_tastes(config: ShopConfig,
     shifted[rng.choice(config.num_users, size=round(config.shift_share * config.num_users),
                        replace=False)] = True
     if not shifted.any() and not config.has_trend:
-        return taste_before, None, shifted
+        return taste_before, taste_before, shifted
     taste_after = taste_before.copy()
     if shifted.any():
         taste_after[shifted] = draw(int(shifted.sum()))
@@ -489,7 +491,7 @@ def _draw_tastes(config: ShopConfig,
 
 
 def _simulate_clicks(config: ShopConfig, codes: dict[str, np.ndarray], popularity: np.ndarray,
-                     taste_before: np.ndarray, taste_after: np.ndarray | None,
+                     taste_before: np.ndarray, taste_after: np.ndarray,
                      changes: np.ndarray, new_items: np.ndarray,
                      rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Every user's sessions and clicks, in (user, time) order.
@@ -502,8 +504,6 @@ def _simulate_clicks(config: ShopConfig, codes: dict[str, np.ndarray], popularit
     (``changes``), a session that crosses it is drawn in two segments, one per
     taste; new items cannot be drawn before t_shift.
     """
-    if taste_after is None:
-        taste_after = taste_before
     counts = _clicks_per_user(config, rng)
     columns = _item_columns(codes)
     category = codes["category"]
