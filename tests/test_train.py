@@ -172,13 +172,27 @@ MOVIELENS_CONFIG = RunConfig(
     train=TrainConfig(epochs=2, jit="off", early_stopping_patience=5))
 
 
+# The numbers were recorded on a CPU where TensorFlow runs oneDNN kernels; it turns
+# them on only for CPUs with AVX512-VNNI or newer, and oneDNN picks its code by the
+# CPU's vector width, so float sums run in another order elsewhere. Measured on the
+# shop run with TF_ENABLE_ONEDNN_OPTS=0 (what CI's CPU gave), ONEDNN_MAX_CPU_ISA=
+# SSE41/AVX/AVX2 and one thread: losses moved by up to 2e-5 relative and the
+# popularity percentiles, which average every top-20 list, by up to 0.03 points;
+# NDCG and MRR did not move. A changed result moves them by far more.
+LOSS_TOLERANCE = 1e-4
+PERCENTILE_TOLERANCE = 0.1
+
+
 def check_same_as_before_the_split(metrics: dict, recorded: dict) -> None:
-    assert losses(metrics) == pytest.approx(recorded["losses"], rel=1e-6)
+    assert losses(metrics) == pytest.approx(recorded["losses"], rel=LOSS_TOLERANCE)
     assert [e["val_NDCG@10"] for e in metrics["history"]] == pytest.approx(recorded["val"],
                                                                           rel=1e-6)
     for part in ("valid", "test"):
         for key in KEYS:
-            assert metrics[part][key] == pytest.approx(recorded[part][key], rel=1e-6), (part, key)
+            tolerance = ({"abs": PERCENTILE_TOLERANCE} if key.startswith("popularity")
+                         else {"rel": 1e-6})
+            assert metrics[part][key] == pytest.approx(recorded[part][key], **tolerance), \
+                (part, key)
 
 
 def test_a_seeded_shop_run_gives_the_numbers_it_gave_before_the_trainer_was_split(shop_run):
