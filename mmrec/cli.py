@@ -413,7 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
     quality.add_argument("--dataset", required=True)
     add_config_options(quality)
     quality.add_argument("--seeds", default="1,2,3", help="comma-separated seeds")
-    quality.add_argument("--epochs", type=int, default=8, help="at most this many epochs")
+    quality.add_argument("--epochs", type=int,
+                         help="at most this many epochs (default: the config's train.epochs)")
     quality.add_argument("--systems", help="comma-separated subset of the systems to run")
     quality.add_argument("--cold-item-share", type=float, default=0.1,
                          help="share of items held out for the cold-start table (0: skip)")

@@ -14,18 +14,41 @@ SHOP = {"num_items": 300, "num_users": 100, "num_clicks": 3000}
 
 def test_quality_benchmark_runs_the_baselines_and_writes_json(tmp_path):
     path = tmp_path / "report.json"
-    report = run_quality_benchmark("shop", seeds=(1,), systems=("most popular", "EASE", "oracle",
-                                                                "true attributes"),
+    systems = ("most popular", "EASE", "oracle", "true attributes", "content TF-IDF")
+    report = run_quality_benchmark("shop", seeds=(1,), systems=systems,
                                    base=RunConfig(data=DataConfig(dataset_options={"shop": SHOP})),
                                    cold_item_share=0.1, partial_json=str(path))
-    assert set(report["main"]) == {"most popular", "EASE", "oracle", "true attributes"}
+    assert set(report["main"]) == set(systems)
     assert json.loads(path.read_text())["main"].keys() == report["main"].keys()
     oracle = report["main"]["oracle"]["test"]["NDCG@10"]
     assert oracle > 2 * report["main"]["most popular"]["test"]["NDCG@10"]
     assert 0 < report["main"]["true attributes"]["test"]["NDCG@10"] < oracle
+    for name in systems:  # every system is reported on validation too
+        assert 0 <= report["main"][name]["valid"]["NDCG@10"] <= 1
+    tfidf = report["main"]["content TF-IDF"]
+    assert tfidf["decay"] and tfidf["valid"]["NDCG@10"] == max(tfidf["decay"].values())
     table = format_quality_table(report)
     assert "| oracle |" in table and "| EASE |" in table
-    assert report["cold_start"] == {}  # no model system asked for
+    # the content scorer is the one system of the cold table that needs no training
+    assert set(report["cold_start"]) == {"content TF-IDF"}
+    cold = report["cold_start"]["content TF-IDF"]["test"]["cold"]
+    assert cold["queries"] > 0 and cold["Recall@20"] > 0
+
+
+def test_summaries_give_the_sample_deviation_and_the_interval_of_the_mean():
+    from mmrec.bench.quality import mean_and_interval, summarise
+
+    one = mean_and_interval([0.5])
+    assert one["mean"] == 0.5 and one["std"] is None and one["ci95"] is None
+    three = mean_and_interval([0.1, 0.2, 0.3])
+    assert three["std"] == pytest.approx(0.1)                   # n - 1, not n
+    assert three["ci95"] == pytest.approx(4.303 * 0.1 / 3 ** 0.5)  # t with 2 degrees of freedom
+    runs = [{"NDCG@10": v, "cold": {"Recall@20": v / 2}} for v in (0.1, 0.2, 0.3)]
+    summary = summarise(runs)
+    assert summary["seeds"] == 3 and summary["NDCG@10"]["mean"] == pytest.approx(0.2)
+    assert summary["cold Recall@20"]["mean"] == pytest.approx(0.1)
+    from mmrec.bench.quality import _cell
+    assert _cell(summary["NDCG@10"], interval=True) == "0.2000 ± 0.1000 [-0.0484, 0.4484]"
 
 
 @pytest.mark.slow

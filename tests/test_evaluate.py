@@ -15,6 +15,7 @@ from mmrec.data.shop_scorers import ShopAttributeScorer, ShopOracle
 from mmrec.data.splits import Split, SplitConfig, make_split
 from mmrec.evaluate import (
     EASE,
+    ContentTfidf,
     MostPopular,
     build_queries,
     evaluate_scorer,
@@ -323,6 +324,44 @@ def test_ease_on_movielens(movielens):
           f"validation NDCG@10 by l2: {tuning}")
     assert ease.l2 in tuning and tuning[ease.l2] == max(tuning.values())
     assert report["NDCG@10"] > 0.06
+
+
+def test_content_tfidf_matches_words_and_weights_recent_history():
+    texts = ["red wool coat", "red linen coat", "blue denim jeans", "blue wool jeans", ""]
+    tfidf = ContentTfidf(texts)
+    # words in fewer than two items are dropped; the item without text is a zero row
+    assert set(tfidf.words) == {"red", "wool", "coat", "blue", "jeans"}
+    assert not tfidf.vectors[4].any()
+    np.testing.assert_allclose(np.linalg.norm(tfidf.vectors[:4], axis=1), 1.0, rtol=1e-6)
+    log = Interactions.build(users=["u"] * 3, items=[0, 2, 1], timestamps=[1, 2, 3])
+    split = Split(train=np.array([0, 1]), valid=np.zeros(0, dtype=np.int64),
+                  test=np.array([2]), cold_items=np.zeros(5, dtype=bool), scheme="explicit")
+    queries = build_queries(log, split, "test", history_length=2)  # history: 2 (newest), 0
+    even = tfidf.score(queries, np.array([0]))[0]
+    # the coat and the jeans each share words with one history item
+    assert even[1] > 0 and even[3] > 0 and even[4] == 0
+    tfidf.decay = 0.5  # the jeans clicked last now count twice as much as the coat
+    recent = tfidf.score(queries, np.array([0]))[0]
+    assert recent[3] / recent[1] > even[3] / even[1]
+    with pytest.raises(ValueError, match="decay"):
+        ContentTfidf(texts, decay=0.0)
+
+
+def test_content_tfidf_places_cold_movielens_items(movielens):
+    dataset = movielens["dataset"]
+    log, num_items = dataset.interactions, movielens["num_items"]
+    split = make_split(dataset, SplitConfig(cold_item_share=0.1))
+    valid = build_queries(log, split, "valid", history_length=20)
+    test = build_queries(log, split, "test", history_length=20)
+    tfidf = ContentTfidf(dataset.catalogue.texts)
+    tuning = tfidf.tune(valid)
+    assert tfidf.decay in tuning and tuning[tfidf.decay] == max(tuning.values())
+    counts = np.bincount(log.item[split.train], minlength=num_items)
+    report = evaluate_scorer(tfidf.scorer(test), test, num_items, split.cold_items, counts)
+    popular = MostPopular().fit(log, split, num_items)
+    floor = evaluate_scorer(popular.scorer(test), test, num_items, split.cold_items, counts)
+    # content alone finds held-out items that click counts never rank
+    assert report["cold"]["Recall@20"] > 0.02 > floor["cold"]["Recall@20"]
 
 
 def test_shop_oracle_beats_most_popular_widely():

@@ -8,11 +8,13 @@ attention, mean instead of attention pooling, no item-id embedding), and on
 the shop data set the oracle that ranks by the generator's true utilities and
 the "true attributes" scorer (each item's true attributes, each user's tastes
 estimated from their clicks: the share of the oracle reachable from history).
-Neural systems run once per seed and report mean and standard deviation.
+the content-only TF-IDF scorer (the reference for items nobody clicked).
+Neural systems run once per seed and report, on validation and test, the mean,
+the sample standard deviation and a 95% interval of the mean (Student's t).
 
-A second, cold-start table (first seed only) holds a share of items out of
+A second, cold-start table (every seed) holds a share of items out of
 training entirely and compares Recall@20 on those items with Recall@20 on warm
-items.
+items, for the full model, the TFRS two-tower and the TF-IDF scorer.
 
 Example:
 
@@ -35,7 +37,7 @@ import tensorflow as tf
 
 from mmrec.config import DataConfig, RunConfig
 from mmrec.data.splits import SplitConfig
-from mmrec.evaluate.baselines import EASE, MostPopular
+from mmrec.evaluate.baselines import EASE, ContentTfidf, MostPopular
 from mmrec.evaluate.metrics import evaluate_scorer
 from mmrec.evaluate.model_scores import evaluate_model
 from mmrec.features.pipeline import make_dataset
@@ -46,6 +48,10 @@ from mmrec.train.trainer import load_trained, train
 
 logger = logging.getLogger("mmrec.bench")
 METRICS = ("HR@10", "NDCG@10", "MRR@10", "Recall@20", "NDCG@20")
+CONTENT_TFIDF = "content TF-IDF"
+# Student's t, two-sided 95%, by degrees of freedom (1.96 beyond 30).
+_T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+          9: 2.262, 10: 2.228, 15: 2.131, 20: 2.086, 30: 2.042}
 
 ABLATIONS: dict[str, dict] = {
     "mmrec (full)": {},
@@ -93,29 +99,43 @@ def train_id_two_tower(data: PreparedData, seed: int, epochs: int = 3,
     return results[0], results[1]
 
 
+def mean_and_interval(values) -> dict:
+    """Mean, sample standard deviation (n - 1) and the half-width of the 95%
+    interval of the mean (Student's t) of one metric over seeds; with one value
+    the spread is unknown and both are None."""
+    values = np.asarray(values, dtype=np.float64)
+    n = len(values)
+    if n < 2:
+        return {"mean": float(values.mean()), "std": None, "ci95": None, "n": n}
+    std = float(values.std(ddof=1))
+    t = _T_975.get(n - 1) or next((v for k, v in sorted(_T_975.items()) if k >= n - 1), 1.96)
+    return {"mean": float(values.mean()), "std": std, "ci95": t * std / np.sqrt(n), "n": n}
+
+
 def summarise(runs: list[dict]) -> dict:
-    """Mean and standard deviation of each metric over seeds."""
+    """Mean, sample standard deviation and 95% interval of each metric over seeds."""
     summary = {"seeds": len(runs)}
     for metric in METRICS + ("coverage@10", "popularity_percentile@10"):
         values = [r[metric] for r in runs if r.get(metric) is not None]
         if values:
-            summary[metric] = {"mean": float(np.mean(values)), "std": float(np.std(values))}
+            summary[metric] = mean_and_interval(values)
     for group in ("warm", "cold"):
         values = [r[group]["Recall@20"] for r in runs
                   if r.get(group) and r[group].get("Recall@20") is not None]
         if values:
-            summary[f"{group} Recall@20"] = {"mean": float(np.mean(values)),
-                                              "std": float(np.std(values))}
+            summary[f"{group} Recall@20"] = mean_and_interval(values)
     return summary
 
 
-def run_quality_benchmark(dataset: str, *, seeds=(1, 2, 3), epochs: int = 8,
+def run_quality_benchmark(dataset: str, *, seeds=(1, 2, 3), epochs: int | None = None,
                           systems: tuple[str, ...] | None = None,
                           cold_item_share: float = 0.1, base: RunConfig | None = None,
                           trained_runs: tuple[str, ...] = (),
                           partial_json: str | None = None) -> dict:
     """Trains and evaluates every system; returns a JSON-ready report.
 
+    ``epochs``: every neural run trains at most this many epochs
+    (early stopping may end it sooner); None takes the config's ``train.epochs``.
     ``trained_runs`` are already trained run folders whose best weights are
     evaluated in the same harness and added to the main table. With
     ``partial_json`` the report so far is written after every system, so a
@@ -128,6 +148,7 @@ def run_quality_benchmark(dataset: str, *, seeds=(1, 2, 3), epochs: int = 8,
                 json.dump(report, handle, indent=2)
 
     base = base or RunConfig()
+    epochs = epochs or base.train.epochs
     started = time.perf_counter()
     report = {"dataset": dataset, "seeds": list(seeds), "epochs": epochs,
               "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
@@ -144,26 +165,36 @@ def run_quality_benchmark(dataset: str, *, seeds=(1, 2, 3), epochs: int = 8,
         results = report[table]
         if table == "main":
             if wanted("most popular"):
-                results["most popular"] = {"test": evaluate_baseline(
-                    MostPopular().fit(dataset_obj.interactions, data.split, len(
-                        dataset_obj.catalogue)), data)[1]}
+                valid, test = evaluate_baseline(MostPopular().fit(
+                    dataset_obj.interactions, data.split, len(dataset_obj.catalogue)), data)
+                results["most popular"] = {"valid": valid, "test": test}
                 save_partial()
             if wanted("EASE"):
                 ease = EASE().fit(dataset_obj.interactions, data.split, len(dataset_obj.catalogue))
-                l2 = ease.tune(data.valid)
-                results["EASE"] = {"test": evaluate_baseline(ease, data)[1], "l2": l2}
+                tuning = ease.tune(data.valid)
+                valid, test = evaluate_baseline(ease, data)
+                results["EASE"] = {"valid": valid, "test": test, "l2": tuning}
                 save_partial()
             for name, reference in dataset_obj.reference_scorers.items():
                 if wanted(name):
                     reference.fit(dataset_obj.interactions, data.split,
                                   len(dataset_obj.catalogue))
-                    results[name] = {"test": evaluate_baseline(reference, data)[1]}
+                    valid, test = evaluate_baseline(reference, data)
+                    results[name] = {"valid": valid, "test": test}
                     save_partial()
-        # The cold-start table is a check of one property: its first seed only.
-        table_seeds = seeds if table == "main" else seeds[:1]
+        if wanted(CONTENT_TFIDF):
+            # Deterministic and blind to clicks: one run per table, tuned on validation.
+            tfidf = ContentTfidf(dataset_obj.catalogue.texts)
+            tuning = tfidf.tune(data.valid)
+            valid, test = evaluate_baseline(tfidf, data)
+            results[CONTENT_TFIDF] = {"valid": valid, "test": test, "decay": tuning}
+            save_partial()
+        table_seeds = seeds
         if wanted("TFRS two-tower"):
-            tfrs_runs = [train_id_two_tower(data, seed)[1] for seed in table_seeds]
-            results["TFRS two-tower"] = {"test": summarise(tfrs_runs), "runs": tfrs_runs}
+            tfrs_runs = [train_id_two_tower(data, seed) for seed in table_seeds]
+            results["TFRS two-tower"] = {"valid": summarise([r[0] for r in tfrs_runs]),
+                                         "test": summarise([r[1] for r in tfrs_runs]),
+                                         "runs": [r[1] for r in tfrs_runs]}
             save_partial()
         names = ["mmrec (full)"] if table == "cold_start" else list(ABLATIONS)
         for name in names:
@@ -174,7 +205,7 @@ def run_quality_benchmark(dataset: str, *, seeds=(1, 2, 3), epochs: int = 8,
                 logger.info("%s skipped: the same model as mmrec (full) under this config",
                             name)
                 continue
-            model_runs, seconds = [], []
+            model_runs, valid_runs, seconds, epochs_done = [], [], [], []
             for seed in table_seeds:
                 config = RunConfig(data=dataclasses.replace(data_config, seed=seed),
                                    model=model_config,
@@ -183,8 +214,13 @@ def run_quality_benchmark(dataset: str, *, seeds=(1, 2, 3), epochs: int = 8,
                 with tempfile.TemporaryDirectory(prefix="mmrec-bench-") as out:
                     metrics = train(dataset, config, out, verbose=0, data=data)
                 model_runs.append(metrics["test"])
+                valid_runs.append(metrics["valid"])
                 seconds.append(metrics["train_seconds"])
-                results[name] = {"test": summarise(model_runs), "runs": model_runs,
+                epochs_done.append(metrics["epochs_done"])
+                results[name] = {"valid": summarise(valid_runs), "test": summarise(model_runs),
+                                 "runs": model_runs, "valid_runs": valid_runs,
+                                 "seeds": list(table_seeds[:len(model_runs)]),
+                                 "epochs_done": epochs_done,
                                  "model_changes": ABLATIONS[name],
                                  "train_seconds": float(np.mean(seconds))}
                 save_partial()
@@ -192,34 +228,46 @@ def run_quality_benchmark(dataset: str, *, seeds=(1, 2, 3), epochs: int = 8,
         model, data, _, document = load_trained(run)
         if document["dataset"] != dataset:
             raise ValueError(f"run {run} was trained on {document['dataset']!r}, not {dataset!r}")
-        report["main"][f"mmrec ({run})"] = {"test": evaluate_model(model, data.test, data)}
+        report["main"][f"mmrec ({run})"] = {"valid": evaluate_model(model, data.valid, data),
+                                            "test": evaluate_model(model, data.test, data)}
     report["seconds"] = round(time.perf_counter() - started, 1)
     save_partial()
     return report
 
 
-def _cell(value) -> str:
+def _cell(value, interval: bool = False) -> str:
+    """One table cell: a number, or "mean ± sd" (and "[low, high]", the 95%
+    interval of the mean, with ``interval``) of a summary over seeds."""
     if value is None:
         return "–"
-    if isinstance(value, dict):
-        return (f"{value['mean']:.4f} ± {value['std']:.4f}" if value.get("std")
-                else f"{value['mean']:.4f}")
-    return f"{value:.4f}"
+    if not isinstance(value, dict):
+        return f"{value:.4f}"
+    if not value.get("std"):
+        return f"{value['mean']:.4f}"
+    text = f"{value['mean']:.4f} ± {value['std']:.4f}"
+    if interval and value.get("ci95") is not None:
+        text += f" [{value['mean'] - value['ci95']:.4f}, {value['mean'] + value['ci95']:.4f}]"
+    return text
 
 
 def format_quality_table(report: dict) -> str:
-    """Markdown tables of a quality report."""
+    """Markdown tables of a quality report: validation NDCG@10 beside the test
+    metrics (mean ± sample sd over seeds; test NDCG@10 with its 95% interval)."""
+    test_metrics = [m for m in METRICS if m != "NDCG@10"]
     lines = [f"**{report['dataset']}**, full ranking, leave-one-out; seeds {report['seeds']}, "
-             f"at most {report['epochs']} epochs; {report['date']}", "",
-             "| system | " + " | ".join(METRICS) + " | coverage@10 | pop. pct@10 |",
-             "|---" * (len(METRICS) + 3) + "|"]
+             f"{report['epochs']} epochs at most; {report['date']}", "",
+             "| system | valid NDCG@10 | test NDCG@10 [95% interval] | " +
+             " | ".join(test_metrics) + " | coverage@10 | pop. pct@10 |",
+             "|---" * (len(test_metrics) + 5) + "|"]
     for name, result in report["main"].items():
-        test = result["test"]
-        lines.append(f"| {name} | " + " | ".join(_cell(test.get(m)) for m in METRICS) +
+        test, valid = result["test"], result.get("valid") or {}
+        lines.append(f"| {name} | {_cell(valid.get('NDCG@10'))} | "
+                     f"{_cell(test.get('NDCG@10'), interval=True)} | " +
+                     " | ".join(_cell(test.get(m)) for m in test_metrics) +
                      f" | {_cell(test.get('coverage@10'))} | "
                      f"{_cell(test.get('popularity_percentile@10'))} |")
     if report.get("cold_start"):
-        lines += ["", "Cold-start items (held out of training entirely):", "",
+        lines += ["", "Cold-start items (held out of training entirely), test:", "",
                   "| system | warm Recall@20 | cold Recall@20 | cold / warm |", "|---|---|---|---|"]
         for name, result in report["cold_start"].items():
             test = result["test"]

@@ -13,7 +13,7 @@ Example:
     evaluate_scorer(ease.scorer(test), test, num_items, split.cold_items, counts)
 """
 
-from mmrec.evaluate.baselines import EASE, Baseline, MostPopular
+from mmrec.evaluate.baselines import EASE, Baseline, ContentTfidf, MostPopular
 from mmrec.evaluate.metrics import (
     Scorer,
     evaluate_scorer,
@@ -23,6 +23,6 @@ from mmrec.evaluate.metrics import (
 )
 from mmrec.evaluate.queries import EvaluationQueries, build_queries
 
-__all__ = ["Baseline", "EASE", "EvaluationQueries", "MostPopular", "Scorer",
+__all__ = ["Baseline", "ContentTfidf", "EASE", "EvaluationQueries", "MostPopular", "Scorer",
            "build_queries", "evaluate_scorer", "expected_rank_metrics",
            "popularity_percentiles", "rank_queries"]
