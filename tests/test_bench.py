@@ -95,6 +95,13 @@ def test_quality_benchmark_trains_the_tfrs_baseline_and_each_ablation():
         assert result["model_changes"] == ABLATIONS[name] != {}
         assert result["train_seconds"] > 0 and len(result["runs"]) == 1
         assert 0.0 <= result["test"]["NDCG@10"]["mean"] <= 1.0
+        assert 0.0 <= result["valid"]["NDCG@10"]["mean"] <= 1.0
+        # the shop knows its truth: every model is probed against it
+        probes = result["probes"][0]
+        assert set(probes["items"]) == {"category", "shade", "pattern", "fit", "brand",
+                                        "material"}
+        assert all(0.0 <= p["accuracy"] <= 1.0 for p in probes["items"].values())
+        assert probes["users"]["r2"] <= 1.0
     assert 0.0 <= report["main"]["TFRS two-tower"]["test"]["NDCG@10"]["mean"] <= 1.0
     # the cold-start table trains the id-only baseline and the full model only
     assert set(report["cold_start"]) == {"TFRS two-tower"}

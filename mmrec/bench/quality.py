@@ -39,7 +39,8 @@ from mmrec.config import DataConfig, RunConfig
 from mmrec.data.splits import SplitConfig
 from mmrec.evaluate.baselines import EASE, ContentTfidf, MostPopular
 from mmrec.evaluate.metrics import evaluate_scorer
-from mmrec.evaluate.model_scores import evaluate_model
+from mmrec.evaluate.model_scores import evaluate_model, user_vectors
+from mmrec.evaluate.probes import attribute_probe, taste_probe
 from mmrec.features.pipeline import make_dataset
 from mmrec.model.id_two_tower import IdTwoTower
 from mmrec.train.preparation import PreparedData, load_run_dataset, prepare_data
@@ -110,6 +111,23 @@ def mean_and_interval(values) -> dict:
     std = float(values.std(ddof=1))
     t = _T_975.get(n - 1) or next((v for k, v in sorted(_T_975.items()) if k >= n - 1), 1.96)
     return {"mean": float(values.mean()), "std": std, "ci95": t * std / np.sqrt(n), "n": n}
+
+
+def probe_towers(model, data: PreparedData) -> dict:
+    """Linear probes of a trained model's towers against a data set's ground truth
+    (the shop's): held-out accuracy of each true attribute group from the item
+    vectors, and R² of the users' true tastes (at their test click) from the
+    user vectors. Empty for data without ground truth (mmrec/evaluate/probes.py)."""
+    truth = data.dataset.ground_truth
+    if truth is None or not hasattr(truth, "item_attributes"):
+        return {}
+    table = model.refresh_item_table()
+    queries = data.test
+    tastes = np.stack([truth.taste(int(u), float(t))
+                       for u, t in zip(queries.user, queries.timestamp)])
+    return {"items": {group: attribute_probe(table, codes)
+                      for group, codes in truth.item_attributes.items()},
+            "users": taste_probe(user_vectors(model, queries), tastes)}
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -205,7 +223,7 @@ def run_quality_benchmark(dataset: str, *, seeds=(1, 2, 3), epochs: int | None =
                 logger.info("%s skipped: the same model as mmrec (full) under this config",
                             name)
                 continue
-            model_runs, valid_runs, seconds, epochs_done = [], [], [], []
+            model_runs, valid_runs, seconds, epochs_done, probes = [], [], [], [], []
             for seed in table_seeds:
                 config = RunConfig(data=dataclasses.replace(data_config, seed=seed),
                                    model=model_config,
@@ -213,6 +231,8 @@ def run_quality_benchmark(dataset: str, *, seeds=(1, 2, 3), epochs: int | None =
                 logger.info("%s / %s / seed %d", table, name, seed)
                 with tempfile.TemporaryDirectory(prefix="mmrec-bench-") as out:
                     metrics = train(dataset, config, out, verbose=0, data=data)
+                    if table == "main" and dataset_obj.ground_truth is not None:
+                        probes.append(probe_towers(load_trained(out)[0], data))
                 model_runs.append(metrics["test"])
                 valid_runs.append(metrics["valid"])
                 seconds.append(metrics["train_seconds"])
@@ -221,6 +241,7 @@ def run_quality_benchmark(dataset: str, *, seeds=(1, 2, 3), epochs: int | None =
                                  "runs": model_runs, "valid_runs": valid_runs,
                                  "seeds": list(table_seeds[:len(model_runs)]),
                                  "epochs_done": epochs_done,
+                                 **({"probes": probes} if probes else {}),
                                  "model_changes": ABLATIONS[name],
                                  "train_seconds": float(np.mean(seconds))}
                 save_partial()
@@ -242,7 +263,7 @@ def _cell(value, interval: bool = False) -> str:
         return "–"
     if not isinstance(value, dict):
         return f"{value:.4f}"
-    if not value.get("std"):
+    if value.get("std") is None:
         return f"{value['mean']:.4f}"
     text = f"{value['mean']:.4f} ± {value['std']:.4f}"
     if interval and value.get("ci95") is not None:
@@ -266,6 +287,23 @@ def format_quality_table(report: dict) -> str:
                      " | ".join(_cell(test.get(m)) for m in test_metrics) +
                      f" | {_cell(test.get('coverage@10'))} | "
                      f"{_cell(test.get('popularity_percentile@10'))} |")
+    probed = {name: result["probes"] for name, result in report["main"].items()
+              if result.get("probes")}
+    if probed:
+        groups = list(next(iter(probed.values()))[0]["items"])
+        lines += ["", "Linear probes (held-out share of items or users; mean over seeds): "
+                  "accuracy of each true attribute group from the item vectors "
+                  "(majority class in brackets), R² of the true tastes from the user vectors:",
+                  "", "| system | " + " | ".join(groups) + " | user tastes R² |",
+                  "|---" * (len(groups) + 2) + "|"]
+        for name, probes in probed.items():
+            cells = []
+            for group in groups:
+                accuracy = np.mean([p["items"][group]["accuracy"] for p in probes])
+                majority = np.mean([p["items"][group]["majority"] for p in probes])
+                cells.append(f"{accuracy:.2f} ({majority:.2f})")
+            r2 = np.mean([p["users"]["r2"] for p in probes])
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {r2:.2f} |")
     if report.get("cold_start"):
         lines += ["", "Cold-start items (held out of training entirely), test:", "",
                   "| system | warm Recall@20 | cold Recall@20 | cold / warm |", "|---|---|---|---|"]
