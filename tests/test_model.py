@@ -136,6 +136,32 @@ def test_image_statistics_are_learnt_in_training_and_fixed_when_serving(features
     assert np.abs(trained.numpy()[0] - among.numpy()[0]).max() > 1e-4  # batch statistics
 
 
+def test_padded_history_slots_do_not_feed_the_image_statistics(features):
+    """A history's padded slots hold item 0; in training they must not move the
+    batch-norm statistics, which follow the real history items alone."""
+    config = dataclasses.replace(TINY, history_encoding="tower")
+    history = np.zeros((2, HISTORY), np.int32)
+    history[0, :2] = [BOTH, BOTH + 1]
+    history[1, :1] = [BOTH + 2]
+    mask = history > 0
+    padded = build(features, config)
+    padded.user_vectors(tf.constant(history), tf.constant(mask))  # builds the layers
+    alone = build(features, config)  # the same weights: the same seed, built the same way
+    alone.user_vectors(tf.constant(history), tf.constant(mask))
+    padded.user_vectors(tf.constant(history), tf.constant(mask), training=True)
+    alone.encode_items(tf.constant([BOTH, BOTH + 1, BOTH + 2]), training=True)
+
+    def statistics(model):
+        return [layer.moving_mean.numpy() for layer in model.item_tower.image_encoder.stages
+                if isinstance(layer, tf.keras.layers.BatchNormalization)]
+    for with_padding, real_only in zip(statistics(padded), statistics(alone)):
+        np.testing.assert_allclose(with_padding, real_only, rtol=1e-4, atol=1e-6)
+    # a batch of empty histories falls back to every slot instead of dividing by zero
+    padded.user_vectors(tf.zeros((2, HISTORY), tf.int32), tf.zeros((2, HISTORY), tf.bool),
+                        training=True)
+    assert all(np.isfinite(m).all() for m in statistics(padded))
+
+
 @pytest.mark.parametrize("fusion", ["cross_attention", "concat"])
 def test_item_without_picture_is_masked_not_fed_zero_pixels(features, fusion):
     model = build(features, dataclasses.replace(TINY, fusion=fusion))

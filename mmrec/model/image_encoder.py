@@ -44,7 +44,17 @@ def check_picture_size(side: int, channels: tuple[int, ...]) -> None:
 
 
 class ImageEncoder(tf.keras.layers.Layer):
-    """uint8 pixels [B, H, W, C] to patch tokens [B, grid * grid, dim]."""
+    """uint8 pixels [B, H, W, C] to patch tokens [B, grid * grid, dim].
+
+    In training, batch normalisation learns its statistics from the pictures
+    marked ``valid`` (all by default): a history's padded slots hold item 0's
+    picture, which must not count once per empty slot.
+
+    Example:
+
+        encoder = ImageEncoder(channels=(16, 32), grid=2, dim=64)
+        tokens = encoder(pixels, training=True, valid=history_mask)  # [B, 4, 64]
+    """
 
     def __init__(self, channels: tuple[int, ...], grid: int, dim: int, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -54,7 +64,8 @@ class ImageEncoder(tf.keras.layers.Layer):
             self.stages += [
                 tf.keras.layers.Conv2D(width, 3, padding="same", use_bias=False,
                                        name=f"conv_{i}"),
-                tf.keras.layers.BatchNormalization(name=f"batch_norm_{i}"),
+                # Not fused: the fused kernel cannot leave masked pictures out.
+                tf.keras.layers.BatchNormalization(fused=False, name=f"batch_norm_{i}"),
                 tf.keras.layers.ReLU(name=f"relu_{i}"),
                 tf.keras.layers.MaxPool2D(2, name=f"pool_{i}")]
         self.project = tf.keras.layers.Dense(dim, name="patch_projection")
@@ -73,10 +84,17 @@ class ImageEncoder(tf.keras.layers.Layer):
     def num_patches(self) -> int:
         return self.side * self.side
 
-    def call(self, images, training=False):
+    def call(self, images, training=False, valid=None):
         maps = tf.cast(images, self.compute_dtype) / 255.0
+        mask = None
+        if valid is not None:
+            # A batch with no valid picture falls back to all of them (no 0/0).
+            mask = tf.logical_or(valid, tf.logical_not(tf.reduce_any(valid)))[:, None, None]
         for stage in self.stages:
-            maps = stage(maps, training=training)
+            if isinstance(stage, tf.keras.layers.BatchNormalization):
+                maps = stage(maps, training=training, mask=mask)
+            else:
+                maps = stage(maps, training=training)
         maps = tf.nn.avg_pool2d(maps, self.pool, self.pool, "SAME")
         patches = tf.reshape(maps, [-1, self.num_patches, maps.shape[-1]])
         positions = self.patch_positions(tf.range(self.num_patches))[None]

@@ -73,7 +73,9 @@ class ItemTower(tf.keras.layers.Layer):
 
     Inputs are a dict of per-item tensors as gathered from the item-feature
     table: ``item`` (indices), ``token_ids``, ``text_mask``, and where present
-    ``images``, ``image_mask``, ``text_features``, ``image_features``.
+    ``images``, ``image_mask``, ``text_features``, ``image_features``; an
+    optional ``valid`` [B] bool marks the real items of a batch that holds
+    padding (only they feed batch-norm statistics in training).
     """
 
     def __init__(self, config: ModelConfig, spec: CatalogueSpec, **kwargs) -> None:
@@ -123,7 +125,8 @@ class ItemTower(tf.keras.layers.Layer):
     def _image(self, inputs, training):
         parts, has_image = [], None
         if self.image_encoder is not None:
-            parts.append(self.image_encoder(inputs["images"], training=training))
+            parts.append(self.image_encoder(inputs["images"], training=training,
+                                            valid=inputs.get("valid")))
             has_image = inputs["image_mask"]
         if self.image_feature_tokens is not None:
             parts.append(self.image_feature_tokens(inputs["image_features"], training=training))

@@ -109,18 +109,24 @@ class TwoTowerModel(tfrs.Model):
         inputs["item"] = items
         return inputs
 
-    def encode_items(self, items: tf.Tensor, training: bool = False):
-        """Item indices [B] to (embeddings [B, D], modality gate [B, 2])."""
-        return self.item_tower(self.gather_item_inputs(items), training=training)
+    def encode_items(self, items: tf.Tensor, training: bool = False, valid=None):
+        """Item indices [B] to (embeddings [B, D], modality gate [B, 2]); ``valid``
+        [B] bool marks real items among padding (see :class:`ItemTower`)."""
+        inputs = self.gather_item_inputs(items)
+        if valid is not None:
+            inputs["valid"] = valid
+        return self.item_tower(inputs, training=training)
 
     # -- users ------------------------------------------------------------------------
-    def history_vectors(self, history: tf.Tensor, training: bool = False) -> tf.Tensor:
+    def history_vectors(self, history: tf.Tensor, training: bool = False,
+                        history_mask: tf.Tensor | None = None) -> tf.Tensor:
         """Item vectors [B, H, D] of the history entries.
 
         With the table, the ``history_fresh_items`` most recent entries still
         run through the item tower (with gradients): that item-to-item signal
         is what lets content embeddings pull apart early in training, when
-        every table row still looks alike.
+        every table row still looks alike. Padded entries (``history_mask``
+        False) are left out of the image encoder's batch statistics.
         """
         if self.config.history_encoding == "tower":
             fresh = history
@@ -128,7 +134,10 @@ class TwoTowerModel(tfrs.Model):
             fresh = history[:, :self.config.history_fresh_items]
         vectors = []
         if fresh.shape[1]:
-            encoded, _ = self.encode_items(tf.reshape(fresh, [-1]), training=training)
+            valid = (None if history_mask is None
+                     else tf.reshape(history_mask[:, :fresh.shape[1]], [-1]))
+            encoded, _ = self.encode_items(tf.reshape(fresh, [-1]), training=training,
+                                           valid=valid)
             vectors.append(tf.reshape(encoded, [-1, fresh.shape[1], self.config.embedding_dim]))
         if fresh.shape[1] < history.shape[1]:
             stale = history[:, fresh.shape[1]:]
@@ -137,8 +146,8 @@ class TwoTowerModel(tfrs.Model):
 
     def user_vectors(self, history, history_mask, users=None, training: bool = False):
         """(user embeddings [B, D], history attention weights [B, H])."""
-        return self.user_tower(self.history_vectors(history, training), history_mask,
-                               users, training=training)
+        return self.user_tower(self.history_vectors(history, training, history_mask),
+                               history_mask, users, training=training)
 
     def call(self, inputs, training=False):
         return self.user_vectors(inputs["history"], inputs["history_mask"],
