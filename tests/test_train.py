@@ -365,6 +365,10 @@ def test_early_stopping_ends_the_run_when_validation_stops_improving(tmp_path):
     # resuming a run that stopped early trains no further
     again = train("shop", config, tmp_path / "run", resume=True, verbose=0)
     assert again["epochs_done"] == 2 and again["history"] == metrics["history"]
+    # patience 0, the default, runs the whole schedule and still keeps the best epoch
+    whole = train("shop", with_train(config, epochs=3, early_stopping_patience=0),
+                  tmp_path / "whole", verbose=0)
+    assert whole["epochs_done"] == 3 and whole["best_epoch"] == 1
 
 
 TRAIN_MIRRORED = """

@@ -97,7 +97,8 @@ class TrainingMonitor(ItemTableRefresh):
         self._record({"epoch": epoch + 1, "loss": float(logs.get("loss", np.nan)),
                       f"val_{self.metric}": value, "seconds": round(seconds, 2),
                       "examples_per_second": round(examples / max(seconds, 1e-9), 1)})
-        if epoch + 1 - self.state["best_epoch"] >= self.config.train.early_stopping_patience:
+        patience = self.config.train.early_stopping_patience
+        if patience and epoch + 1 - self.state["best_epoch"] >= patience:
             logger.info("early stop: no better validation %s for %d epochs", self.metric,
                         self.config.train.early_stopping_patience)
             self.model.stop_training = True
@@ -197,9 +198,9 @@ def fit_run(config: RunConfig, folder: RunFolder, data: PreparedData, state: dic
             monitor.recover_epoch(initial_epoch)
 
     started = time.perf_counter()
+    patience = config.train.early_stopping_patience
     if initial_epoch < config.train.epochs and not (
-            state and initial_epoch - state.get("best_epoch", 0)
-            >= config.train.early_stopping_patience):
+            state and patience and initial_epoch - state.get("best_epoch", 0) >= patience):
         model.fit(batches, epochs=config.train.epochs, initial_epoch=initial_epoch,
                   verbose=verbose, callbacks=[
                       monitor, tf.keras.callbacks.TensorBoard(str(folder.logs_dir),
