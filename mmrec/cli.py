@@ -276,10 +276,10 @@ def format_recommendations(user_id: str, version: int, results) -> str:
     if first.because:
         lines.append("because you clicked: " + "; ".join(
             f"{title} ({weight:.0%})" for _, title, weight in first.because))
-    lines.append(f"{'#':>3}  {'score':>7}  {'text/image':>10}  item")
+    lines.append(f"{'#':>3}  {'score':>7}  {'gate t/i':>10}  item")
     for rank, rec in enumerate(results, 1):
-        share = f"{rec.explanation.text_share:.0%}/{rec.explanation.image_share:.0%}"
-        lines.append(f"{rank:>3}  {rec.score:>7.3f}  {share:>10}  {rec.title} [{rec.item_id}]")
+        gate = f"{rec.explanation.text_gate:.0%}/{rec.explanation.image_gate:.0%}"
+        lines.append(f"{rank:>3}  {rec.score:>7.3f}  {gate:>10}  {rec.title} [{rec.item_id}]")
     return "\n".join(lines)
 
 

@@ -276,7 +276,7 @@ def test_recommender_api(model_dir, trained):
     assert [r.item_id for r in results] == expected_top_k(trained, user_id, 5)[0]
     first = results[0]
     assert first.title and first.explanation.because and first.explanation.fallback is None
-    assert first.explanation.text_share + first.explanation.image_share == pytest.approx(1)
+    assert first.explanation.text_gate + first.explanation.image_gate == pytest.approx(1)
     weights = [w for _, _, w in first.explanation.because]
     assert weights == sorted(weights, reverse=True)
     unknown = recommender.recommend("nobody-at-all", k=3)

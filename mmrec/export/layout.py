@@ -18,7 +18,7 @@ folder it came from::
                                                 popularity, embeddings, trained items
       mmrec/split.npz                           the split of the data it was trained on
       mmrec/items.json                          titles and metadata for display
-      mmrec/modality_gate.npy                   text/image share per item
+      mmrec/modality_gate.npy                   modality gate weights per item
 
 Format 1 (before manifests) had ``mmrec/config.json`` instead of the manifest,
 tables and split: it still serves, and a job that needs more names what is

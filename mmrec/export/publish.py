@@ -198,7 +198,7 @@ class PublishedModel:
       split: the split of that data.
       manifest: the whole manifest.
       item_embeddings: float32 [N, D] the vectors the version serves.
-      gates: float32 [N, 2] their text/image shares.
+      gates: float32 [N, 2] their modality gate weights (text, image).
     """
 
     number: int

@@ -20,7 +20,7 @@ Example:
 
     fusion = CrossModalFusion(dim=64, heads=2)
     fused, gate = fusion(text_states, token_mask, has_text, patches, has_image)
-    # fused [B, 64]; gate [B, 2] = (text share, image share), rows sum to 1
+    # fused [B, 64]; gate [B, 2] = (text weight, image weight) of the mix, rows sum to 1
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class CrossModalFusion(tf.keras.layers.Layer):
         self.text_norm = tf.keras.layers.LayerNormalization(name="text_norm")
         self.image_norm = tf.keras.layers.LayerNormalization(name="image_norm")
         # Zero kernel: every item starts at an even split and training moves
-        # it. A random start gave items text shares from 0.03 to 0.72 and left
+        # it. A random start gave items text weights from 0.03 to 0.72 and left
         # the full shop model at test NDCG@10 0.0308 after 3 epochs (0.0359
         # from the even start; 1 seed).
         self.gate = tf.keras.layers.Dense(2, kernel_initializer="zeros", name="modality_gate")

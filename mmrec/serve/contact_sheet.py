@@ -2,7 +2,7 @@
 
 People judge recommendations by looking at them. This draws one PNG with
 Pillow: a row of the user's latest clicks (with their attention weights) and
-rows of the recommended items (with scores and the text/image share), using
+rows of the recommended items (with scores and the modality gate weights), using
 each item's picture where the catalogue has one and its title otherwise.
 
 Example:
@@ -67,8 +67,8 @@ def write_contact_sheet(recommender, user_id: str, results, path: str | Path) ->
 
     history_tiles = [tile_for(item, f"clicked, attention {weight:.0%}")
                      for item, _, weight in because]
-    rec_tiles = [tile_for(r.item_id, f"#{n} {r.score:.3f} text {r.explanation.text_share:.0%}"
-                          f" / image {r.explanation.image_share:.0%}")
+    rec_tiles = [tile_for(r.item_id, f"#{n} {r.score:.3f} gate text {r.explanation.text_gate:.0%}"
+                          f" / image {r.explanation.image_gate:.0%}")
                  for n, r in enumerate(results, 1)]
     rows = [history_tiles] if history_tiles else []
     rows += [rec_tiles[i:i + PER_ROW] for i in range(0, len(rec_tiles), PER_ROW)]

@@ -68,13 +68,17 @@ class Explanation:
     Attributes:
       because: (item_id, title, attention weight) of the history clicks that
         drew most attention, strongest first.
-      text_share, image_share: the modality gate of the recommended item.
+      text_gate, image_gate: the modality gate's weights for the recommended
+        item: how the fusion weighed the text side of its content against the
+        image side (they sum to 1 over the modalities the item has). They are
+        not shares of the item vector: the content projection and the id
+        vector come after the gate, and the two sides differ in scale.
       fallback: "popularity" when the user was unknown and had no history.
     """
 
     because: tuple[tuple[str, str, float], ...]
-    text_share: float
-    image_share: float
+    text_gate: float
+    image_gate: float
     fallback: str | None = None
 
 
@@ -273,8 +277,8 @@ class Recommender:
                 metadata={key: values[item] for key, values in state.metadata.items()},
                 explanation=Explanation(
                     because=because if personal else (),
-                    text_share=float(state.gates[item, 0]),
-                    image_share=float(state.gates[item, 1]),
+                    text_gate=float(state.gates[item, 0]),
+                    image_gate=float(state.gates[item, 1]),
                     fallback=None if personal else "popularity")))
         return results
 
