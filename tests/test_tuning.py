@@ -67,6 +67,7 @@ def test_tune_picks_the_best_validation_trial_resumes_and_writes_a_config(tmp_pa
         config.model
 
 
+@pytest.mark.slow  # one more training run for the command's plumbing
 def test_tune_command_writes_a_config_that_mmrec_train_reads(tmp_path):
     from mmrec.cli import main
     from mmrec.train.tuning import _toml_tables
