@@ -207,9 +207,8 @@ def run_quality_benchmark(dataset: str, *, seeds=(1, 2, 3), epochs: int | None =
             valid, test = evaluate_baseline(tfidf, data)
             results[CONTENT_TFIDF] = {"valid": valid, "test": test, "decay": tuning}
             save_partial()
-        table_seeds = seeds
         if wanted("TFRS two-tower"):
-            tfrs_runs = [train_id_two_tower(data, seed) for seed in table_seeds]
+            tfrs_runs = [train_id_two_tower(data, seed) for seed in seeds]
             results["TFRS two-tower"] = {"valid": summarise([r[0] for r in tfrs_runs]),
                                          "test": summarise([r[1] for r in tfrs_runs]),
                                          "runs": [r[1] for r in tfrs_runs]}
@@ -224,7 +223,7 @@ def run_quality_benchmark(dataset: str, *, seeds=(1, 2, 3), epochs: int | None =
                             name)
                 continue
             model_runs, valid_runs, seconds, epochs_done, probes = [], [], [], [], []
-            for seed in table_seeds:
+            for seed in seeds:
                 config = RunConfig(data=dataclasses.replace(data_config, seed=seed),
                                    model=model_config,
                                    train=dataclasses.replace(base.train, epochs=epochs, seed=seed))
@@ -239,7 +238,7 @@ def run_quality_benchmark(dataset: str, *, seeds=(1, 2, 3), epochs: int | None =
                 epochs_done.append(metrics["epochs_done"])
                 results[name] = {"valid": summarise(valid_runs), "test": summarise(model_runs),
                                  "runs": model_runs, "valid_runs": valid_runs,
-                                 "seeds": list(table_seeds[:len(model_runs)]),
+                                 "seeds": list(seeds[:len(model_runs)]),
                                  "epochs_done": epochs_done,
                                  **({"probes": probes} if probes else {}),
                                  "model_changes": ABLATIONS[name],
