@@ -365,12 +365,13 @@ def cmd_bench_feedback(args: argparse.Namespace) -> int:
         run_feedback_benchmark,
         write_report,
     )
+    from mmrec.cli import parse_seeds
     assignments = list(args.set)
     if args.scenarios:
         names = ", ".join(f'"{s.strip()}"' for s in args.scenarios.split(",") if s.strip())
         assignments.append(f"feedback_bench.scenarios=[{names}]")
     settings = BenchSettings.from_toml(args.config, assignments)
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    seeds = list(parse_seeds(args.seeds))
     report = run_feedback_benchmark(settings, seeds=seeds, workdir=args.workdir,
                                     progress=lambda line: print(line, flush=True))
     if args.json:

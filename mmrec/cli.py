@@ -74,6 +74,19 @@ def parse_assignment(assignment: str) -> tuple[list[str], object]:
     return path, value
 
 
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``--seeds 11,12,13`` -> (11, 12, 13); anything else is refused by name."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    try:
+        seeds = tuple(int(part) for part in parts)
+    except ValueError:
+        raise ValueError(f"--seeds {text!r}: expected comma-separated whole numbers, "
+                         f"e.g. 11,12,13") from None
+    if not seeds:
+        raise ValueError("--seeds: give at least one seed, e.g. 11,12,13")
+    return seeds
+
+
 def apply_assignments(document: dict, assignments: list[str]) -> dict:
     """Sets each ``--set TABLE.KEY=VALUE`` in a TOML document (in place)."""
     for assignment in assignments:
@@ -218,7 +231,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 def cmd_bench_quality(args: argparse.Namespace) -> int:
     from mmrec.bench.quality import format_quality_table, run_quality_benchmark
-    seeds = tuple(int(s) for s in args.seeds.split(","))
+    seeds = parse_seeds(args.seeds)
     systems = tuple(s.strip() for s in args.systems.split(",")) if args.systems else None
     report = run_quality_benchmark(args.dataset, seeds=seeds, epochs=args.epochs,
                                    systems=systems, cold_item_share=args.cold_item_share,

@@ -70,6 +70,16 @@ def test_throughput_benchmark_times_each_precision_with_xla_on_and_off():
     assert "| mmrec (full) | mixed_bfloat16 | on |" in format_throughput_table(report)
 
 
+def test_seed_lists_are_read_or_refused_by_name(capsys):
+    from mmrec.cli import main, parse_seeds
+
+    assert parse_seeds("11, 12,13") == (11, 12, 13)
+    assert main(["bench", "quality", "--dataset", "shop", "--seeds", "1,x"]) == 2
+    assert "--seeds '1,x': expected comma-separated whole numbers" in capsys.readouterr().err
+    assert main(["bench", "feedback", "--seeds", ","]) == 2
+    assert "--seeds: give at least one seed" in capsys.readouterr().err
+
+
 def test_throughput_command_refuses_an_unknown_precision(capsys):
     from mmrec.cli import main
 
