@@ -211,9 +211,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from mmrec.train.tuning import DEFAULT_SPACE, read_space, tune, write_tuned_config
-    base = read_run_config(args)
-    # The base document holds only what --config and --set say, so the written
-    # config does too; read_run_config has checked it.
+    base = read_run_config(args)  # checked; the written config keeps only its non-defaults
     space = read_space(read_toml(args.space)) if args.space else DEFAULT_SPACE
     log = args.log or str(Path(args.out).with_suffix(".trials.jsonl"))
     result = tune(args.dataset, base, space, trials=args.trials, epochs=args.epochs,

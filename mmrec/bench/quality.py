@@ -7,8 +7,8 @@ ablations (text only, image only, concatenation instead of cross-modal
 attention, mean instead of attention pooling, no item-id embedding), and on
 the shop data set the oracle that ranks by the generator's true utilities and
 the "true attributes" scorer (each item's true attributes, each user's tastes
-estimated from their clicks: the share of the oracle reachable from history).
-the content-only TF-IDF scorer (the reference for items nobody clicked).
+estimated from their clicks: the share of the oracle reachable from history),
+and the content-only TF-IDF scorer (the reference for items nobody clicked).
 Neural systems run once per seed and report, on validation and test, the mean,
 the sample standard deviation and a 95% interval of the mean (Student's t).
 
@@ -45,7 +45,7 @@ from mmrec.features.pipeline import make_dataset
 from mmrec.model.id_two_tower import IdTwoTower
 from mmrec.train.preparation import PreparedData, load_run_dataset, prepare_data
 from mmrec.train.runtime import seed_everything
-from mmrec.train.trainer import load_trained, train
+from mmrec.train.trainer import load_trained, train, trained_model
 
 logger = logging.getLogger("mmrec.bench")
 METRICS = ("HR@10", "NDCG@10", "MRR@10", "Recall@20", "NDCG@20")
@@ -231,7 +231,7 @@ def run_quality_benchmark(dataset: str, *, seeds=(1, 2, 3), epochs: int | None =
                 with tempfile.TemporaryDirectory(prefix="mmrec-bench-") as out:
                     metrics = train(dataset, config, out, verbose=0, data=data)
                     if table == "main" and dataset_obj.ground_truth is not None:
-                        probes.append(probe_towers(load_trained(out)[0], data))
+                        probes.append(probe_towers(trained_model(out, config, data), data))
                 model_runs.append(metrics["test"])
                 valid_runs.append(metrics["valid"])
                 seconds.append(metrics["train_seconds"])

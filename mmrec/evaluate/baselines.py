@@ -36,6 +36,13 @@ from mmrec.evaluate.queries import EvaluationQueries
 EASE_L2_GRID: tuple[float, ...] = (10.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0)
 
 
+def validation_ndcg(scorer: Scorer, queries: EvaluationQueries, num_items: int,
+                    batch_size: int = 512) -> float:
+    """Mean NDCG@10 of ``scorer`` on ``queries``: what a baseline's ``tune`` maximises."""
+    ranked = rank_queries(scorer, queries, num_items, batch_size=batch_size)
+    return float(expected_rank_metrics(ranked.higher, ranked.ties, 10)["ndcg"].mean())
+
+
 class Baseline(abc.ABC):
     """A scorer that learns from the training rows of a split.
 
@@ -203,9 +210,7 @@ class EASE(Baseline):
         results: dict[float, float] = {}
         for l2 in grid:
             self.set_l2(l2)
-            ranked = rank_queries(scorer, queries, self.num_items, batch_size=batch_size)
-            results[float(l2)] = float(
-                expected_rank_metrics(ranked.higher, ranked.ties, 10)["ndcg"].mean())
+            results[float(l2)] = validation_ndcg(scorer, queries, self.num_items, batch_size)
         self.set_l2(max(results, key=results.get))
         self.tuning = results
         return results
@@ -301,10 +306,8 @@ class ContentTfidf(Baseline):
         results: dict[float, float] = {}
         for decay in grid:
             self.decay = float(decay)
-            ranked = rank_queries(self.scorer(queries), queries, len(self.vectors),
-                                  batch_size=batch_size)
-            results[float(decay)] = float(
-                expected_rank_metrics(ranked.higher, ranked.ties, 10)["ndcg"].mean())
+            results[float(decay)] = validation_ndcg(self.scorer(queries), queries,
+                                                    len(self.vectors), batch_size)
         self.decay = max(results, key=results.get)
         self.tuning = results
         return results

@@ -143,6 +143,12 @@ def load_trained(run: str | Path) -> tuple[TwoTowerModel, PreparedData, RunConfi
                         features=ItemFeatures.load(folder.features_dir))
     check_fingerprint(document["data_fingerprint"], data_fingerprint(data.dataset, data.split),
                       f"run {folder.path}")
+    return trained_model(run, config, data), data, config, document
+
+
+def trained_model(run: str | Path, config: RunConfig, data: PreparedData) -> TwoTowerModel:
+    """The best model of a finished run whose data is already prepared in memory
+    (what :func:`train` was given): no data set is loaded again."""
     model = build_two_tower(config, data.features, data.dataset.interactions.num_users)
-    model.read_checkpoint(folder.best_dir)
-    return model, data, config, document
+    model.read_checkpoint(RunFolder(run).best_dir)
+    return model

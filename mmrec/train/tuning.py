@@ -264,7 +264,7 @@ def _explicit(base: dict) -> dict:
                 inner = differ(value, default[key])
                 if inner:
                     kept[key] = inner
-            elif key not in default or _same(value, default[key]) is False:
+            elif key not in default or not _same(value, default[key]):
                 kept[key] = value
         return kept
     kept = differ(base, defaults)
