@@ -50,7 +50,7 @@ from typing import Iterable
 import mmrec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from mmrec._tf_env import device_summary, show_tensorflow_logs
 from mmrec.config import (JIT_MODES, PRECISIONS, TIMESTAMP_UNITS, DataConfig, RunConfig,
-                          read_toml)
+                          read_toml, set_key)
 from mmrec.data.problems import DataError
 
 
@@ -91,12 +91,10 @@ def apply_assignments(document: dict, assignments: list[str]) -> dict:
     """Sets each ``--set TABLE.KEY=VALUE`` in a TOML document (in place)."""
     for assignment in assignments:
         keys, value = parse_assignment(assignment)
-        table = document
-        for key in keys[:-1]:
-            table = table.setdefault(key, {})
-            if not isinstance(table, dict):
-                raise ValueError(f"--set {assignment!r}: {'.'.join(keys[:-1])} is not a table")
-        table[keys[-1]] = value
+        try:
+            set_key(document, keys, value)
+        except ValueError as error:
+            raise ValueError(f"--set {assignment!r}: {error}") from None
     return document
 
 
@@ -119,10 +117,7 @@ def read_run_config(args: argparse.Namespace) -> RunConfig:
         for attribute, key in names.items():
             value = getattr(args, attribute, None)
             if value is not None:
-                table = document
-                for part in keys:
-                    table = table.setdefault(part, {})
-                table[key] = value
+                set_key(document, [*keys, key], value)
     try:
         return RunConfig.from_dict(document)
     except (TypeError, ValueError) as error:

@@ -42,6 +42,22 @@ def read_toml(path: str | os.PathLike) -> dict:
         raise ValueError(f"{path}: not valid TOML: {error}") from error
 
 
+def set_key(document: dict, keys: list[str], value) -> None:
+    """Sets ``document[k1]...[kn] = value`` in a TOML document (in place), making
+    the tables on the way; a path through a value that is not a table is refused.
+
+    Example:
+
+        set_key(document, ["data", "shop", "num_items"], 500)
+    """
+    table = document
+    for key in keys[:-1]:
+        table = table.setdefault(key, {})
+        if not isinstance(table, dict):
+            raise ValueError(f"{'.'.join(keys[:-1])} is not a table")
+    table[keys[-1]] = value
+
+
 def default_cache_dir() -> str:
     """``$MMREC_CACHE`` or ``~/.cache/mmrec``."""
     return os.environ.get("MMREC_CACHE", str(Path.home() / ".cache" / "mmrec"))

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmrec.config import RunConfig
+from mmrec.config import RunConfig, set_key
 from mmrec.progress import progress
 
 logger = logging.getLogger("mmrec.tune")
@@ -112,11 +112,7 @@ def with_values(document: dict, values: dict) -> dict:
     """A copy of a config document with each "table.key" set."""
     document = json.loads(json.dumps(document))
     for name, value in values.items():
-        *tables, key = name.split(".")
-        table = document
-        for part in tables:
-            table = table.setdefault(part, {})
-        table[key] = value
+        set_key(document, name.split("."), value)
     return document
 
 
