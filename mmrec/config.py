@@ -208,9 +208,22 @@ class ModelConfig:
         (memorises warm items; content alone still places cold items).
       item_id_dropout: share of training items whose id vector is dropped, so
         the content path learns to stand alone.
+      content_loss_weight: weight of a second retrieval loss in which every
+        item is its content vector alone, without its id vector (0 turns it
+        off; moot without ``item_id_embedding``). A cold item has nothing but
+        its content vector; this loss trains that vector to land where the
+        item's clicks say it belongs, on every click rather than on the
+        ``item_id_dropout`` share of them.
       user_id_embedding: add a learned per-user vector to the user tower.
       history_pooling: "attention" (learned query, recency encoding, padding
         mask) or "mean" (the ablation).
+      history_summary_units: hidden layer sizes of a small network that reads
+        three summaries of the history (the attention-pooled vector, the plain
+        mean and the latest click) and adds its output to the pooled vector;
+        () turns it off. A linear map of a weighted mean cannot turn "how
+        often a user picks this attribute" into a taste (a log-ratio, which
+        saturates); a ReLU layer can. Its last layer starts at zero, so
+        training starts from the attention-pooled vector.
       history_encoding: "table" (history items are read from a table of item
         embeddings refreshed during training; fast) or "tower" (every history
         item runs through the item tower each step; exact but slow).
@@ -230,8 +243,10 @@ class ModelConfig:
     fusion: str = "cross_attention"
     item_id_embedding: bool = True
     item_id_dropout: float = 0.3
+    content_loss_weight: float = 0.0
     user_id_embedding: bool = False
     history_pooling: str = "attention"
+    history_summary_units: tuple[int, ...] = ()
     history_encoding: str = "table"
     history_fresh_items: int = 1
     temperature: float = 0.05
@@ -246,6 +261,9 @@ class ModelConfig:
                              f"{self.history_fresh_items}")
         if self.text_layers < 0:
             raise ValueError(f"model.text_layers must be >= 0, got {self.text_layers}")
+        if self.history_summary_units and min(self.history_summary_units) < 1:
+            raise ValueError("model.history_summary_units must be positive, got "
+                             f"{self.history_summary_units}")
         if not self.image_channels or min(self.image_channels) < 1:
             raise ValueError(f"model.image_channels must be positive, got {self.image_channels}")
         for name in ("token_dim", "embedding_dim"):
@@ -258,6 +276,9 @@ class ModelConfig:
             _check_choice(f"model.{name}", getattr(self, name), choices)
         if not 0.0 <= self.item_id_dropout < 1.0 or not 0.0 <= self.dropout < 1.0:
             raise ValueError("model.item_id_dropout and model.dropout must be in [0, 1)")
+        if self.content_loss_weight < 0:
+            raise ValueError("model.content_loss_weight must be >= 0, got "
+                             f"{self.content_loss_weight}")
         if self.temperature <= 0:
             raise ValueError(f"model.temperature must be positive, got {self.temperature}")
         if self.modalities == "none" and not self.item_id_embedding:

@@ -307,6 +307,31 @@ def test_user_without_history_is_a_unit_vector(features):
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
 
+def test_history_summary_starts_as_the_pooled_history_and_respects_the_mask(features):
+    config = dataclasses.replace(TINY, history_summary_units=(8,))
+    history, mask = [[5, 7, 9, 0]], [[True, True, True, False]]
+    plain = build(features)  # each built and called before the next draws weights
+    plain.refresh_item_table()
+    users(plain, history, mask)
+    summarised = build(features, config)
+    summarised.refresh_item_table()
+    # the summary's output layer starts at zero: the same user as without it
+    np.testing.assert_allclose(users(summarised, history, mask)[0],
+                               users(plain, history, mask)[0], atol=1e-6)
+    names = [v.name for v in summarised.user_tower.trainable_variables]
+    assert "user_tower/history_summary_0/kernel:0" in names
+    assert "user_tower/history_summary_output/kernel:0" in names
+    output = summarised.user_tower.summary[-1]
+    output.kernel.assign(tf.random.normal(output.kernel.shape, seed=1))
+    moved, _ = users(summarised, history, mask)
+    assert np.abs(moved - users(plain, history, mask)[0]).max() > 1e-3
+    # padding still does not count; the latest click does
+    np.testing.assert_allclose(users(summarised, [[5, 7, 9, 150]], mask)[0], moved, atol=1e-6)
+    other_latest, _ = users(summarised, [[6, 7, 9, 0]], mask)
+    assert np.abs(other_latest - moved).max() > 1e-4
+    assert not any("history_summary" in v.name for v in summarised.attention_variables())
+
+
 # --- ablations -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("fusion,pooling", [("concat", "attention"),
@@ -393,6 +418,33 @@ def test_hard_negatives_keep_the_highest_scoring_in_batch_negatives(shop, featur
     assert one < few < every
 
 
+def test_content_loss_adds_the_loss_of_the_items_without_their_id_vectors(shop, features):
+    split = make_split(shop)
+    examples = build_examples(shop.interactions, split, "train", HISTORY, 200)
+    batch = next(iter(make_dataset(examples, DATA, training=True)))
+
+    def model_with(content_loss_weight: float, id_vectors=None) -> TwoTowerModel:
+        # Users read their history from the table alone, filled before the id
+        # vectors are set: every model below has the same users.
+        model = build(features, dataclasses.replace(TINY, content_loss_weight=content_loss_weight,
+                                                    history_fresh_items=0))
+        model.refresh_item_table()
+        model.compute_loss(batch)  # builds the id vectors
+        if id_vectors is not None:
+            model.item_tower.id_embedding.embeddings.assign(id_vectors)
+        return model
+
+    plain = float(model_with(0.0).compute_loss(batch))
+    # id vectors start at zero: the content-only items are the items, the loss doubles
+    np.testing.assert_allclose(float(model_with(1.0).compute_loss(batch)), 2 * plain, rtol=1e-5)
+    # with id vectors, the second term is the loss of a model whose id vectors are zero
+    ids = tf.random.normal([200, 16], stddev=0.5, seed=2)
+    with_ids = float(model_with(0.0, ids).compute_loss(batch))
+    assert abs(with_ids - plain) > 1e-3
+    np.testing.assert_allclose(float(model_with(0.5, ids).compute_loss(batch)),
+                               with_ids + 0.5 * plain, rtol=1e-5)
+
+
 def test_hard_negative_share_sizes_the_count_by_the_batch():
     assert TrainConfig().hard_negative_count(256) == 128  # the default share, 0.5
     assert TrainConfig(hard_negative_share=1.0).hard_negative_count(256) == 0  # all
@@ -416,6 +468,8 @@ def test_hard_negative_share_sizes_the_count_by_the_batch():
     ({"history_encoding": "cache"}, "model.history_encoding must be one of"),
     ({"image_channels": (8, 0)}, "model.image_channels must be positive"),
     ({"image_channels": ()}, "model.image_channels must be positive"),
+    ({"history_summary_units": (16, 0)}, "model.history_summary_units must be positive"),
+    ({"content_loss_weight": -0.1}, "model.content_loss_weight must be >= 0"),
     ({"text_layers": -1}, "model.text_layers must be >= 0"),
     ({"temperature": 0.0}, "model.temperature must be positive"),
     ({"dropout": 1.0}, r"model.dropout must be in \[0, 1\)"),

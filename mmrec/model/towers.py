@@ -7,7 +7,8 @@ dropped for a share of training items) adds memorisation for warm items while
 content alone still places a cold item; the output is L2-normalised.
 
 User tower: attention pooling over the embeddings of the user's last H clicked
-items, an optional user-id vector, L2-normalised.
+items, optionally refined by a small network over history summaries, an
+optional user-id vector, L2-normalised.
 
 Example:
 
@@ -76,6 +77,10 @@ class ItemTower(tf.keras.layers.Layer):
     ``images``, ``image_mask``, ``text_features``, ``image_features``; an
     optional ``valid`` [B] bool marks the real items of a batch that holds
     padding (only they feed batch-norm statistics in training).
+
+    Returns the embedding [B, D] and the gate [B, 2]; with ``with_content``
+    also the content-only embedding [B, D] (no id vector, L2-normalised): what
+    the item would be if it were new.
     """
 
     def __init__(self, config: ModelConfig, spec: CatalogueSpec, **kwargs) -> None:
@@ -133,7 +138,7 @@ class ItemTower(tf.keras.layers.Layer):
             has_image = tf.ones(tf.shape(parts[-1])[:1], tf.bool)
         return tf.concat(parts, 1) if len(parts) > 1 else parts[0], has_image
 
-    def call(self, inputs, training=False):
+    def call(self, inputs, training=False, with_content=False):
         batch = tf.shape(inputs["item"])[0]
         gate = None
         if self.use_text and self.use_image:
@@ -153,6 +158,7 @@ class ItemTower(tf.keras.layers.Layer):
             content = tf.zeros([batch, self.config.token_dim], self.compute_dtype)
             gate = tf.zeros([batch, 2])
         vector = self.content_projection(content)
+        content = vector
         if self.id_embedding is not None:
             ids = self.id_embedding(inputs["item"])
             if "item_known" in inputs:  # items new to the model have no id vector
@@ -161,7 +167,11 @@ class ItemTower(tf.keras.layers.Layer):
                 keep = tf.random.uniform([batch, 1]) >= self.config.item_id_dropout
                 ids *= tf.cast(keep, ids.dtype)
             vector += tf.cast(ids, vector.dtype)
-        return tf.math.l2_normalize(tf.cast(vector, tf.float32), -1), tf.cast(gate, tf.float32)
+        outputs = (tf.math.l2_normalize(tf.cast(vector, tf.float32), -1),
+                   tf.cast(gate, tf.float32))
+        if with_content:
+            outputs += (tf.math.l2_normalize(tf.cast(content, tf.float32), -1),)
+        return outputs
 
 
 class UserTower(tf.keras.layers.Layer):
@@ -182,6 +192,13 @@ class UserTower(tf.keras.layers.Layer):
         # Zero-initialised: the user vector starts as the pooled history itself.
         self.projection = tf.keras.layers.Dense(dim, kernel_initializer="zeros",
                                                 name="user_projection")
+        # Off with (): no layers, so older checkpoints read unchanged.
+        self.summary = [tf.keras.layers.Dense(units, activation="relu",
+                                              name=f"history_summary_{layer}")
+                        for layer, units in enumerate(config.history_summary_units)]
+        if self.summary:
+            self.summary.append(tf.keras.layers.Dense(dim, kernel_initializer="zeros",
+                                                      name="history_summary_output"))
         self.id_embedding = (tf.keras.layers.Embedding(
             num_users + 1, dim, embeddings_initializer="zeros", name="user_id_embedding")
             if config.user_id_embedding else None)
@@ -199,6 +216,15 @@ class UserTower(tf.keras.layers.Layer):
         has_history = tf.cast(tf.reduce_any(history_mask, -1), pooled.dtype)[:, None]
         pooled = pooled * has_history + (1.0 - has_history) * self.no_history
         vector = pooled + self.projection(pooled)
+        if self.summary:
+            real = tf.cast(history_mask, pooled.dtype)[..., None]
+            mean = (tf.reduce_sum(history_vectors * real, 1)
+                    / tf.maximum(tf.reduce_sum(real, 1), 1.0))
+            latest = history_vectors[:, 0] * real[:, 0]  # position 0 = most recent
+            summary = tf.concat([pooled, mean, latest], -1)
+            for layer in self.summary:
+                summary = layer(summary)
+            vector += summary
         if self.id_embedding is not None and users is not None:
             # Index num_users is the shared "unknown user" row.
             known = tf.minimum(users, self.id_embedding.input_dim - 1)

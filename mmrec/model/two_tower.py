@@ -184,10 +184,21 @@ class TwoTowerModel(tfrs.Model):
 
     def compute_loss(self, batch, training=False) -> tf.Tensor:
         """The retrieval loss of a batch; an optional ``weight`` [B] weighs each
-        click (a fine-tuning job weighs a purchase above a click)."""
+        click (a fine-tuning job weighs a purchase above a click). With
+        ``content_loss_weight``, plus that weight times the same loss with the
+        items' content-only vectors."""
         users, _ = self.user_vectors(batch["history"], batch["history_mask"], batch["user"],
                                      training=training)
-        items, _ = self.encode_items(batch["item"], training=training)
+        content_weight = (self.config.content_loss_weight
+                          if self.item_tower.id_embedding is not None else 0.0)
+        outputs = self.item_tower(self.gather_item_inputs(batch["item"]), training=training,
+                                  with_content=content_weight > 0)
+        loss = self._retrieval_loss(users, outputs[0], batch)
+        if content_weight > 0:
+            loss += content_weight * self._retrieval_loss(users, outputs[2], batch)
+        return loss
+
+    def _retrieval_loss(self, users, items, batch) -> tf.Tensor:
         return self.task(
             users, items, sample_weight=batch.get("weight"),
             candidate_sampling_probability=(batch["candidate_sampling_probability"]
