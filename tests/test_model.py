@@ -233,6 +233,18 @@ def test_item_with_no_modality_stays_finite_under_mixed_float16(shop, mixed_floa
     assert np.isfinite(vectors.numpy()).all() and np.isfinite(gate.numpy()).all()
 
 
+def test_user_without_history_stays_finite_under_mixed_float16(features, mixed_float16):
+    model = build(features)
+    model.refresh_item_table()
+    vectors, weights = users(model, [[0, 0, 0, 0], [5, 7, 0, 0]],
+                             [[False] * HISTORY, [True, True, False, False]])
+    assert model.user_tower.pooling.compute_dtype == "float16"
+    assert np.isfinite(vectors).all() and np.isfinite(weights).all()
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
+    np.testing.assert_array_equal(weights[0], 0.0)
+    np.testing.assert_allclose(weights[1], [0.5, 0.5, 0, 0], atol=1e-3)
+
+
 def test_text_only_catalogue_builds_no_image_path(movielens_features):
     assert movielens_features.images is None and movielens_features.text_mask.all()
     model = build(movielens_features)

@@ -322,6 +322,14 @@ def test_jit_training_reports_it(tmp_path):
     assert json.loads((tmp_path / "jit" / "metrics.json").read_text())["jit_compile"] is True
 
 
+def test_an_epoch_under_mixed_float16_trains_to_finite_numbers(tmp_path):
+    # The shop has users whose first clicks are examples with an empty history.
+    metrics = train("shop", with_train(precision="mixed_float16", epochs=1),
+                    tmp_path / "float16", verbose=0)
+    check_metrics(metrics, epochs=1)
+    assert tf.keras.mixed_precision.global_policy().name == "float32"  # restored
+
+
 def test_cosine_schedule_decays_to_a_tenth_over_the_run(tmp_path):
     config = with_train(learning_rate_schedule="cosine")
     metrics = train("shop", config, tmp_path / "cosine", verbose=0)

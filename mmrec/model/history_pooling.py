@@ -52,13 +52,16 @@ class HistoryAttentionPooling(tf.keras.layers.Layer):
         keys = tf.reshape(self.keys(history_vectors + recency),
                           [batch, length, self.heads, head_dim])
         logits = tf.einsum("bthd,hd->bht", keys, tf.cast(self.query, keys.dtype))
-        logits /= tf.sqrt(tf.cast(head_dim, logits.dtype))
+        # The softmax runs in float32 under a mixed policy too: -1e9 would be
+        # -inf in float16, and a user without history (every slot masked)
+        # would get 0/0 = NaN weights.
+        logits = tf.cast(logits, tf.float32) / tf.sqrt(float(head_dim))
         mask = history_mask[:, None, :]
-        logits = tf.where(mask, logits, tf.cast(-1e9, logits.dtype))
-        weights = tf.nn.softmax(logits, -1) * tf.cast(mask, logits.dtype)  # [B, heads, T]
+        logits = tf.where(mask, logits, -1e9)
+        weights = tf.nn.softmax(logits, -1) * tf.cast(mask, tf.float32)  # [B, heads, T]
         values = tf.reshape(history_vectors, [batch, length, self.heads, head_dim])
-        pooled = tf.reshape(tf.einsum("bht,bthd->bhd", weights, values), [batch, self.dim])
-        return pooled, tf.reduce_mean(weights, 1)
+        pooled = tf.einsum("bht,bthd->bhd", tf.cast(weights, values.dtype), values)
+        return tf.reshape(pooled, [batch, self.dim]), tf.reduce_mean(weights, 1)
 
     def get_config(self):
         return {**super().get_config(), "history_length": self.history_length,
