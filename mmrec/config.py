@@ -319,6 +319,13 @@ class TrainConfig:
         test NDCG@10 from 0.1081 ± 0.0037 to 0.1152 ± 0.0009 over 3 seeds and
         widened the catalogue coverage of the top 10; a share of 1/8 made
         the model collapse onto popular items (docs/BENCHMARKS.md).
+      catalogue_negatives: items drawn each step uniformly from the items
+        with training clicks, added to every click's in-batch negatives (mixed
+        negative sampling). In-batch negatives follow popularity, so a
+        rarely clicked item is rarely a negative and the user tower seldom
+        learns to rank it down; these come from the item-embedding table (no
+        gradient into the item tower, so they cost a gather and a matmul).
+        0 turns them off.
       table_refresh_steps: steps between refreshes of the item-embedding table
         used for history items (0: once per epoch).
       early_stopping_patience: epochs without a better validation NDCG@10
@@ -348,6 +355,7 @@ class TrainConfig:
     logq_correction: bool = True
     remove_accidental_hits: bool = True
     hard_negative_share: float = 0.5
+    catalogue_negatives: int = 0
     table_refresh_steps: int = 100
     early_stopping_patience: int = 0
     eval_k: int = 10
@@ -374,6 +382,9 @@ class TrainConfig:
         if self.early_stopping_patience < 0:
             raise ValueError(f"train.early_stopping_patience must be >= 0 (0: never stop "
                              f"early), got {self.early_stopping_patience}")
+        if self.catalogue_negatives < 0:
+            raise ValueError(f"train.catalogue_negatives must be >= 0, got "
+                             f"{self.catalogue_negatives}")
         if self.table_refresh_steps < 0 or self.eval_k < 1:
             raise ValueError("train.table_refresh_steps must be >= 0 and eval_k >= 1")
 

@@ -457,6 +457,43 @@ def test_content_loss_adds_the_loss_of_the_items_without_their_id_vectors(shop, 
                                with_ids + 0.5 * plain, rtol=1e-5)
 
 
+def test_catalogue_negatives_come_from_the_pool_and_only_in_training(shop, features):
+    split = make_split(shop)
+    examples = build_examples(shop.interactions, split, "train", HISTORY, 200)
+    batch = next(iter(make_dataset(examples, DATA, training=True)))
+
+    def model_with(catalogue_negatives: int) -> TwoTowerModel:
+        model = build(features)
+        model.num_catalogue_negatives = catalogue_negatives
+        model.refresh_item_table()
+        return model
+
+    plain = model_with(0)
+    plain_loss = float(plain.compute_loss(batch))  # builds the user tower
+    mixed = model_with(64)
+    # in evaluation the loss is the in-batch loss: no draws
+    np.testing.assert_allclose(float(mixed.compute_loss(batch)), plain_loss, rtol=1e-6)
+    # in training more negatives make a larger softmax denominator
+    tf.keras.utils.set_random_seed(3)
+    plain_training = float(plain.compute_loss(batch, training=True))
+    tf.keras.utils.set_random_seed(3)
+    assert float(mixed.compute_loss(batch, training=True)) > plain_training
+    # the draws come from the pool: over a pool of one item every draw is the
+    # same, and two seeds give the same loss (no dropout: only the draws vary)
+    def training_loss(model, seed: int) -> float:
+        tf.keras.utils.set_random_seed(seed)
+        return float(model.compute_loss(batch, training=True))
+
+    steady = build(features, dataclasses.replace(TINY, dropout=0.0))
+    steady.num_catalogue_negatives = 64
+    steady.refresh_item_table()
+    assert abs(training_loss(steady, 1) - training_loss(steady, 2)) > 1e-4
+    steady.set_negative_pool(np.array([7, 7]))
+    np.testing.assert_allclose(training_loss(steady, 1), training_loss(steady, 2), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"indices in \[0, 200\)"):
+        steady.set_negative_pool(np.array([3, 200]))
+
+
 def test_hard_negative_share_sizes_the_count_by_the_batch():
     assert TrainConfig().hard_negative_count(256) == 128  # the default share, 0.5
     assert TrainConfig(hard_negative_share=1.0).hard_negative_count(256) == 0  # all
@@ -516,6 +553,8 @@ def test_run_config_refuses_unknown_keys_and_tables():
     for share in (0.0, 1.5):
         with pytest.raises(ValueError, match=r"train.hard_negative_share must be in \(0, 1\]"):
             TrainConfig(hard_negative_share=share)
+    with pytest.raises(ValueError, match="train.catalogue_negatives must be >= 0, got -1"):
+        TrainConfig(catalogue_negatives=-1)
     # a valid document round-trips, TOML lists becoming tuples
     config = RunConfig(data=DATA, model=TINY, train=TrainConfig(epochs=3))
     assert RunConfig.from_dict(config.to_dict()) == config

@@ -59,17 +59,22 @@ class TwoTowerModel(tfrs.Model):
       remove_accidental_hits: ignore in-batch copies of the positive.
       num_hard_negatives: 0 for every in-batch negative, else only this many
         highest-scoring negatives per query.
+      num_catalogue_negatives: items drawn uniformly from the negative pool
+        (:meth:`set_negative_pool`; by default the whole catalogue) each
+        training step and added to every query's negatives, read from the
+        item table without gradient.
     """
 
     def __init__(self, config: ModelConfig, spec: CatalogueSpec, history_length: int,
                  num_users: int, logq_correction: bool = True,
                  remove_accidental_hits: bool = True, num_hard_negatives: int = 0,
-                 **kwargs) -> None:
+                 num_catalogue_negatives: int = 0, **kwargs) -> None:
         super().__init__(**kwargs)
         self.config, self.spec = config, spec
         self.history_length, self.num_users = history_length, num_users
         self.logq_correction = logq_correction
         self.remove_accidental_hits = remove_accidental_hits
+        self.num_catalogue_negatives = num_catalogue_negatives
         self.item_tower = ItemTower(config, spec, name="item_tower")
         self.user_tower = UserTower(config, history_length, num_users, name="user_tower")
         # float32 under a mixed policy too; the towers return float32 vectors.
@@ -81,6 +86,7 @@ class TwoTowerModel(tfrs.Model):
         object.__setattr__(self, "_feature_tables", {})
         object.__setattr__(self, "_item_table", None)
         object.__setattr__(self, "_fit_variables", None)
+        object.__setattr__(self, "_negative_pool", None)
 
     # -- item features -----------------------------------------------------------------
     def attach_item_features(self, features) -> None:
@@ -95,6 +101,18 @@ class TwoTowerModel(tfrs.Model):
                                 trainable=False, name="item_table")
         object.__setattr__(self, "_feature_tables", tables)
         object.__setattr__(self, "_item_table", table)
+
+    def set_negative_pool(self, items: np.ndarray) -> None:
+        """The items catalogue negatives are drawn from: those with training
+        clicks. An item held out of training (a cold item under evaluation, a
+        new one) must not be taught to be a negative."""
+        items = np.unique(np.asarray(items, dtype=np.int32))
+        if len(items) == 0 or items[0] < 0 or items[-1] >= self.spec.num_items:
+            raise ValueError(f"set_negative_pool: {len(items)} items, which must be indices "
+                             f"in [0, {self.spec.num_items})")
+        with tf.init_scope():
+            pool = tf.constant(items)
+        object.__setattr__(self, "_negative_pool", pool)
 
     @property
     def item_table(self) -> tf.Variable:
@@ -193,17 +211,30 @@ class TwoTowerModel(tfrs.Model):
                           if self.item_tower.id_embedding is not None else 0.0)
         outputs = self.item_tower(self.gather_item_inputs(batch["item"]), training=training,
                                   with_content=content_weight > 0)
-        loss = self._retrieval_loss(users, outputs[0], batch)
+        ids, probability = batch["item"], batch["candidate_sampling_probability"]
+        extra = None
+        if training and self.num_catalogue_negatives:
+            pool = (self._negative_pool if self._negative_pool is not None
+                    else tf.range(self.spec.num_items))
+            drawn = tf.gather(pool, tf.random.uniform([self.num_catalogue_negatives], 0,
+                                                      tf.shape(pool)[0], tf.int32))
+            extra = tf.stop_gradient(tf.gather(self.item_table, drawn))
+            ids = tf.concat([ids, tf.cast(drawn, ids.dtype)], 0)
+            probability = tf.concat([probability, tf.fill(
+                tf.shape(drawn), 1.0 / tf.cast(tf.shape(pool)[0], probability.dtype))], 0)
+        loss = self._retrieval_loss(users, outputs[0], extra, ids, probability, batch)
         if content_weight > 0:
-            loss += content_weight * self._retrieval_loss(users, outputs[2], batch)
+            loss += content_weight * self._retrieval_loss(users, outputs[2], extra, ids,
+                                                          probability, batch)
         return loss
 
-    def _retrieval_loss(self, users, items, batch) -> tf.Tensor:
+    def _retrieval_loss(self, users, items, extra, ids, probability, batch) -> tf.Tensor:
+        if extra is not None:  # the catalogue negatives follow the batch's items
+            items = tf.concat([items, extra], 0)
         return self.task(
             users, items, sample_weight=batch.get("weight"),
-            candidate_sampling_probability=(batch["candidate_sampling_probability"]
-                                            if self.logq_correction else None),
-            candidate_ids=batch["item"] if self.remove_accidental_hits else None,
+            candidate_sampling_probability=probability if self.logq_correction else None,
+            candidate_ids=ids if self.remove_accidental_hits else None,
             compute_metrics=False, compute_batch_metrics=False)
 
     def encode_catalogue(self, batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
@@ -300,6 +331,7 @@ def build_two_tower(config: RunConfig, features, num_users: int) -> TwoTowerMode
                           logq_correction=config.train.logq_correction,
                           remove_accidental_hits=config.train.remove_accidental_hits,
                           num_hard_negatives=config.train.hard_negative_count(
-                              config.data.batch_size))
+                              config.data.batch_size),
+                          num_catalogue_negatives=config.train.catalogue_negatives)
     model.attach_item_features(features)
     return model

@@ -175,6 +175,7 @@ def fit_run(config: RunConfig, folder: RunFolder, data: PreparedData, state: dic
     strategy = tf.distribute.get_strategy()
     with strategy.scope():
         model = build_two_tower(config, data.features, data.dataset.interactions.num_users)
+        model.set_negative_pool(data.train_examples["item"])
         if config.train.image_pretraining != "none" and checkpoint_path is None:
             state["image_pretraining"] = pretrain_model_images(
                 model, data.features, config.train, outside_pictures, jit_compile=jit,
@@ -237,6 +238,7 @@ def fit_examples(model: TwoTowerModel, examples: dict[str, np.ndarray], config: 
       callbacks: more Keras callbacks for the fit.
     """
     batches = make_dataset(examples, config.data, training=True)
+    model.set_negative_pool(examples["item"])  # catalogue negatives: items these clicks know
     frozen = []
     if variables is not None:
         frozen = [layer for layer in model.submodules
