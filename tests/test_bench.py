@@ -51,6 +51,14 @@ def test_summaries_give_the_sample_deviation_and_the_interval_of_the_mean():
     assert _cell(summary["NDCG@10"], interval=True) == "0.2000 ± 0.1000 [-0.0484, 0.4484]"
 
 
+@pytest.mark.parametrize("df, t", [(1, 12.706), (11, 2.201), (29, 2.045), (30, 2.042),
+                                   (40, 2.021), (60, 2.000), (120, 1.980)])
+def test_the_interval_uses_students_t_for_every_number_of_seeds(df, t):
+    from mmrec.bench.quality import t_quantile_975
+
+    assert t_quantile_975(df) == pytest.approx(t, abs=1e-3)
+
+
 @pytest.mark.slow
 def test_throughput_benchmark_times_each_precision_with_xla_on_and_off():
     from mmrec.bench.throughput import format_throughput_table, run_throughput_benchmark
