@@ -425,12 +425,7 @@ class RunConfig:
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike) -> "RunConfig":
-        import tomllib
-        with open(path, "rb") as handle:
-            try:
-                document = tomllib.load(handle)
-            except tomllib.TOMLDecodeError as error:
-                raise ValueError(f"{path}: not valid TOML: {error}") from error
+        document = read_toml(path)
         try:
             return cls.from_dict(document)
         except (TypeError, ValueError) as error:
