@@ -395,6 +395,60 @@ class TrainConfig:
         return min(batch_size - 1, max(1, round(self.hard_negative_share * batch_size)))
 
 
+RANKER_ATTENTIONS = ("candidate", "mean")
+
+
+@dataclasses.dataclass(frozen=True)
+class RankerConfig:
+    """The ranking stage's shape (:class:`mmrec.model.ranker.CandidateRanker`).
+
+    Retrieval narrows the catalogue to ``candidates`` items by one dot product;
+    the ranker orders them with a read of the history per candidate.
+
+    Attributes:
+      candidates: N, how many retrieved items the ranker re-orders.
+      attention: "candidate" (each candidate attends over the history) or
+        "mean" (the ablation: the plain mean of the history for every
+        candidate).
+      heads: heads of the candidate attention; the item width must be
+        divisible by it.
+      cross_layers: feature-crossing layers (``tfrs.layers.dcn.Cross``) over
+        the candidate, its user vector, their product and the cheap features.
+      cross_projection_dim: low-rank width of each cross layer's kernel (None:
+        full rank).
+      hidden_units: layer sizes of the MLP after the crossing.
+      dropout: dropout before each hidden layer, in training.
+
+    Example:
+
+        config = RankerConfig(candidates=100, attention="mean")
+    """
+
+    candidates: int = 100
+    attention: str = "candidate"
+    heads: int = 2
+    cross_layers: int = 1
+    cross_projection_dim: int | None = None
+    hidden_units: tuple[int, ...] = (64,)
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_choice("ranker.attention", self.attention, RANKER_ATTENTIONS)
+        if self.candidates < 2:
+            raise ValueError(f"ranker.candidates must be >= 2 (a list to order), got "
+                             f"{self.candidates}")
+        if self.heads < 1 or self.cross_layers < 0:
+            raise ValueError(f"ranker.heads must be >= 1 and ranker.cross_layers >= 0, got "
+                             f"{self.heads} and {self.cross_layers}")
+        if self.cross_projection_dim is not None and self.cross_projection_dim < 1:
+            raise ValueError(f"ranker.cross_projection_dim must be >= 1 or unset, got "
+                             f"{self.cross_projection_dim}")
+        if any(units < 1 for units in self.hidden_units):
+            raise ValueError(f"ranker.hidden_units must be positive, got {self.hidden_units}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"ranker.dropout must be in [0, 1), got {self.dropout}")
+
+
 def _from_table(cls, values: dict, prefix: str):
     return cls(**checked_values(cls, values, prefix))
 

@@ -1,0 +1,129 @@
+"""The ranking stage: re-order a user's retrieved candidates, one history read each.
+
+Retrieval has to stay one user vector against item vectors (ScaNN, TF Serving
+and the feedback job rely on it), so it cannot ask which past clicks speak
+for a given item. The ranker can: it sees a short list (the retriever's top
+N), and for each candidate it reads the history with
+:class:`mmrec.model.candidate_attention.CandidateHistoryAttention`, crosses
+the candidate with that per-candidate user vector and the cheap features the
+retriever already has (its score, the item's popularity, the modality gate)
+with ``tfrs.layers.dcn.Cross``, and an MLP gives the score. It is trained on
+lists with a listwise softmax (:func:`listwise_softmax_loss`): the clicked
+item against the other candidates of its list, which is what ordering a list
+needs.
+
+Example:
+
+    ranker = CandidateRanker(RankerConfig(), history_length=20, dim=64)
+    scores, weights = ranker(history_vectors, history_mask, candidates, features)
+    # history [B, 20, 64], mask [B, 20], candidates [B, N, 64], features [B, N, F]
+    # -> scores [B, N]; weights [B, N, 20], the history weights behind each score
+    loss = listwise_softmax_loss(scores, labels)   # labels [B, N], 1.0 at the click
+
+What it does not do: it does not retrieve (it scores only the candidates it
+is handed), and its attention reads item vectors as the item tower made them;
+it does not train the item tower.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from mmrec.config import RankerConfig
+from mmrec.model.candidate_attention import CandidateHistoryAttention
+from mmrec.model.history_pooling import HistoryMeanPooling
+
+
+class CandidateRanker(tf.keras.layers.Layer):
+    """Scores each candidate of a list against the user's history.
+
+    Args:
+      config: the ranker's shape (:class:`mmrec.config.RankerConfig`).
+      history_length: H, history slots.
+      dim: D, width of the item vectors it reads.
+    """
+
+    def __init__(self, config: RankerConfig, history_length: int, dim: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if dim % config.heads:
+            raise ValueError(f"ranker.heads {config.heads} must divide the item width {dim}")
+        self.config, self.history_length, self.dim = config, history_length, dim
+        self.attention = (CandidateHistoryAttention(history_length, dim, config.heads,
+                                                    name="candidate_attention")
+                          if config.attention == "candidate"
+                          else HistoryMeanPooling(name="history_mean"))
+        self.crosses = [tfrs.layers.dcn.Cross(projection_dim=config.cross_projection_dim,
+                                              name=f"cross_{layer}")
+                        for layer in range(config.cross_layers)]
+        self.hidden = [tf.keras.layers.Dense(units, activation="relu", name=f"hidden_{layer}")
+                       for layer, units in enumerate(config.hidden_units)]
+        self.dropout = tf.keras.layers.Dropout(config.dropout)
+        self.score = tf.keras.layers.Dense(1, name="score")
+
+    def call(self, history_vectors, history_mask, candidates, features, training=False):
+        """history_vectors [B, H, D], history_mask [B, H] bool, candidates [B, N, D],
+        features [B, N, F] -> (scores [B, N], history weights [B, N, H])."""
+        history_mask = tf.convert_to_tensor(history_mask, tf.bool)
+        candidates = tf.convert_to_tensor(candidates, self.compute_dtype)
+        features = tf.convert_to_tensor(features)
+        if features.shape.rank != 3:
+            raise ValueError(f"features must be [B, N, F], got {tuple(features.shape)}")
+        count = tf.shape(candidates)[1]
+        if self.config.attention == "candidate":
+            users, weights = self.attention(history_vectors, history_mask, candidates,
+                                            training=training)
+        else:  # one mean of the history, the same for every candidate
+            mean, weights = self.attention(history_vectors, history_mask)
+            users = tf.repeat(mean[:, None], count, axis=1)
+            weights = tf.repeat(tf.cast(weights, tf.float32)[:, None], count, axis=1)
+        features = tf.cast(features, candidates.dtype)
+        x = tf.concat([candidates, users, candidates * users, features], -1)
+        width = x.shape[-1]
+        x0 = x = tf.reshape(x, [-1, width])  # [B * N, width]: Cross works on rows
+        for cross in self.crosses:
+            x = cross(x0, x)
+        for layer in self.hidden:
+            x = layer(self.dropout(x, training=training))
+        scores = tf.reshape(self.score(x), tf.shape(candidates)[:2])
+        return tf.cast(scores, tf.float32), weights
+
+    def get_config(self):
+        return {**super().get_config(), "config": dataclasses.asdict(self.config),
+                "history_length": self.history_length, "dim": self.dim}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        shape = config.pop("config")
+        shape["hidden_units"] = tuple(shape["hidden_units"])
+        return cls(RankerConfig(**shape), **config)
+
+
+def listwise_softmax_loss(scores: tf.Tensor, labels: tf.Tensor,
+                          list_mask: tf.Tensor | None = None) -> tf.Tensor:
+    """Mean softmax cross-entropy of each list: the clicked candidate against
+    the rest of its list.
+
+    Args:
+      scores: [B, N] ranker scores.
+      labels: [B, N], 1.0 at the clicked candidate (a list with several clicks
+        spreads the target over them; a list with none is left out).
+      list_mask: optional [B, N] bool, False for padding slots of short lists.
+
+    Returns:
+      A scalar: the mean over lists that hold a click.
+    """
+    scores, labels = tf.cast(scores, tf.float32), tf.cast(labels, tf.float32)
+    if list_mask is not None:
+        scores = tf.where(list_mask, scores, -1e9)
+        labels *= tf.cast(list_mask, tf.float32)
+    totals = tf.reduce_sum(labels, -1)
+    has_click = totals > 0
+    targets = tf.math.divide_no_nan(labels, totals[:, None])
+    losses = tf.nn.softmax_cross_entropy_with_logits(targets, scores)
+    losses = tf.where(has_click, losses, 0.0)
+    return tf.math.divide_no_nan(tf.reduce_sum(losses),
+                                 tf.reduce_sum(tf.cast(has_click, tf.float32)))
