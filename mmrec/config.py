@@ -418,6 +418,10 @@ class RankerConfig:
         full rank).
       hidden_units: layer sizes of the MLP after the crossing.
       dropout: dropout before each hidden layer, in training.
+      epochs: passes over the training lists; the epoch with the best
+        validation NDCG@10 of the re-ranked full ranking is kept.
+      learning_rate: Adam's step size.
+      batch_size: lists per training step.
 
     Example:
 
@@ -431,6 +435,9 @@ class RankerConfig:
     cross_projection_dim: int | None = None
     hidden_units: tuple[int, ...] = (64,)
     dropout: float = 0.0
+    epochs: int = 3
+    learning_rate: float = 0.001
+    batch_size: int = 256
 
     def __post_init__(self) -> None:
         _check_choice("ranker.attention", self.attention, RANKER_ATTENTIONS)
@@ -447,6 +454,10 @@ class RankerConfig:
             raise ValueError(f"ranker.hidden_units must be positive, got {self.hidden_units}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"ranker.dropout must be in [0, 1), got {self.dropout}")
+        if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
+            raise ValueError(f"ranker.epochs and ranker.batch_size must be >= 1 and "
+                             f"ranker.learning_rate > 0, got {self.epochs}, "
+                             f"{self.batch_size} and {self.learning_rate}")
 
 
 def _from_table(cls, values: dict, prefix: str):

@@ -67,3 +67,4 @@ def shop_folder(tmp_path: Path):
 
 # The feedback store's fixtures (one PostgreSQL server per session, store URLs).
 from feedback_fixtures import postgres_server, store_url  # noqa: E402,F401
+from run_fixtures import shop_run  # noqa: E402,F401

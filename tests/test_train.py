@@ -1,7 +1,7 @@
 """Training runs into run folders: contents, determinism, reloading, resuming, the CLI.
 
-One small shop run (module fixture) is trained in-process and reused read-only;
-tests that damage a run folder copy it first. Runs train on CPU with tiny towers,
+One small shop run (the session fixture of tests/run_fixtures.py) is trained
+in-process and reused read-only; tests that damage a run folder copy it first. Runs train on CPU with tiny towers,
 so they take seconds; what they check is the bookkeeping, not the quality.
 """
 
@@ -26,17 +26,8 @@ from mmrec.train.run_folder import IncompleteRunError, RunFolder
 from mmrec.evaluate.model_scores import evaluate_model
 from mmrec.train.fitting import learning_rate
 from mmrec.train.trainer import load_trained, train
+from run_fixtures import CONFIG, SHOP  # noqa: F401  (SHOP: other tests import it from here)
 
-SHOP = {"num_items": 200, "num_users": 60, "num_clicks": 1500}
-CONFIG = RunConfig(
-    data=DataConfig(batch_size=64, history_length=4, max_text_tokens=8, vocab_size=200,
-                    dataset_options={"shop": SHOP}),
-    model=ModelConfig(embedding_dim=16, token_dim=16, text_layers=0, attention_heads=2,
-                      image_channels=(8, 8), image_grid=2),
-    # Constant step size: a cosine schedule depends on the epoch count, and the
-    # resume tests compare a 3-epoch run's first epoch with this 2-epoch run's.
-    train=TrainConfig(epochs=2, jit="off", early_stopping_patience=5,
-                      learning_rate_schedule="constant"))
 RUN_PARTS = ("config.json", "item_features", "split.npz", "best", "checkpoints", "state.json",
              "logs", "metrics.json")
 TIMEOUT_S = 240
@@ -79,13 +70,6 @@ def check_metrics(metrics: dict, epochs: int) -> None:
     assert metrics["epochs_done"] == epochs
     assert [e["epoch"] for e in metrics["history"]] == list(range(1, epochs + 1))
     assert all(math.isfinite(loss) and loss > 0 for loss in losses(metrics))
-
-
-@pytest.fixture(scope="module")
-def shop_run(tmp_path_factory) -> tuple[Path, dict]:
-    """A finished 2-epoch run on a small shop (read-only: copy it to change it)."""
-    out = tmp_path_factory.mktemp("runs") / "shop"
-    return out, train("shop", CONFIG, out, verbose=0)
 
 
 def copy_run(shop_run, tmp_path: Path) -> Path:

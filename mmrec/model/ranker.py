@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
@@ -127,3 +128,59 @@ def listwise_softmax_loss(scores: tf.Tensor, labels: tf.Tensor,
     losses = tf.where(has_click, losses, 0.0)
     return tf.math.divide_no_nan(tf.reduce_sum(losses),
                                  tf.reduce_sum(tf.cast(has_click, tf.float32)))
+
+
+class RankingModel(tfrs.Model):
+    """The ranker with what it reads about every item: the retriever's item
+    vectors and a few cheap item features, held as non-trainable variables so
+    a training step (and an exported graph) sees only indices and numbers.
+
+    Each candidate's features are its retrieval score (the user-item dot
+    product the retriever ranked by), then the item's own ``item_features``
+    row (for example its standardised log popularity and its modality gate).
+
+    Example:
+
+        model = RankingModel(RankerConfig(), item_vectors, item_features, history_length=20)
+        scores, weights = model.score_lists(history, history_mask, candidates, retrieval)
+        model.compile(tf.keras.optimizers.Adam(1e-3))
+        model.fit(lists_dataset)   # batches of history, history_mask, candidates,
+                                   # retrieval_scores and labels
+
+    Args:
+      config: the ranker's shape and training settings.
+      item_vectors: float32 [I, D], the retriever's item table.
+      item_features: float32 [I, F], per-item features.
+      history_length: H.
+    """
+
+    def __init__(self, config: RankerConfig, item_vectors: np.ndarray,
+                 item_features: np.ndarray, history_length: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        item_vectors = np.asarray(item_vectors, np.float32)
+        item_features = np.asarray(item_features, np.float32)
+        if item_vectors.ndim != 2 or item_features.ndim != 2 or (
+                len(item_vectors) != len(item_features)):
+            raise ValueError(f"item_vectors [I, D] and item_features [I, F] must have one row "
+                             f"per item, got {item_vectors.shape} and {item_features.shape}")
+        self.config = config
+        self.ranker = CandidateRanker(config, history_length, item_vectors.shape[1],
+                                      name="ranker")
+        self.item_vectors = tf.Variable(item_vectors, trainable=False, name="item_vectors")
+        self.item_features = tf.Variable(item_features, trainable=False, name="item_features")
+
+    def score_lists(self, history, history_mask, candidates, retrieval_scores,
+                    training: bool = False):
+        """history int [B, H], history_mask bool [B, H], candidates int [B, N],
+        retrieval_scores float [B, N] -> (scores [B, N], history weights [B, N, H])."""
+        features = tf.concat([tf.cast(retrieval_scores, tf.float32)[..., None],
+                              tf.gather(self.item_features, candidates)], -1)
+        return self.ranker(tf.gather(self.item_vectors, history), history_mask,
+                           tf.gather(self.item_vectors, candidates), features,
+                           training=training)
+
+    def compute_loss(self, batch, training=False) -> tf.Tensor:
+        scores, _ = self.score_lists(batch["history"], batch["history_mask"],
+                                     batch["candidates"], batch["retrieval_scores"],
+                                     training=training)
+        return listwise_softmax_loss(scores, batch["labels"])

@@ -1,0 +1,159 @@
+"""Two stages under one protocol: retrieve the top N, re-rank them, rank the rest as before.
+
+The ranking stage sees only the retriever's top N of each query. So that
+its numbers stay comparable with every retrieval-only row measured so far,
+the full ranking is kept: the re-ranked N come first, in the ranker's order,
+and every other item follows in the retriever's order. A ranker can thus
+only move items within the retrieved N; what retrieval missed stays where
+retrieval put it.
+
+Example:
+
+    lists = retrieve_lists(users, table, lambda idx: queries.exclusion_mask(idx, n), count=100)
+    lists.recall()   # share of queries whose target is in its list
+    scores = reranked_scores(users[idx] @ table.T, lists.candidates[idx], ranker_scores)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+
+from mmrec.evaluate.metrics import evaluate_scorer
+from mmrec.evaluate.model_scores import user_vectors
+from mmrec.evaluate.queries import EvaluationQueries
+
+# Above any dot product of unit vectors (at most 1), so the re-ranked N come first.
+_RERANKED_OFFSET = 1e3
+
+
+@dataclasses.dataclass
+class CandidateLists:
+    """The retriever's top N of each query, as the ranker reads them.
+
+    Attributes:
+      history: int32 [Q, H] the user's recent items, most recent first.
+      history_mask: bool [Q, H], True on real history entries.
+      candidates: int32 [Q, N] retrieved items, best first (a target inserted
+        into a list that missed it takes the last slot).
+      retrieval_scores: float32 [Q, N] the retriever's dot products.
+      labels: float32 [Q, N] 1.0 where the candidate is the query's target
+        (all zeros when the list missed it); zeros without targets.
+    """
+
+    history: np.ndarray
+    history_mask: np.ndarray
+    candidates: np.ndarray
+    retrieval_scores: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.candidates)
+
+    def recall(self) -> float:
+        """Share of lists that hold their target (the ceiling of re-ranking)."""
+        return float(np.mean(self.labels.max(1) > 0)) if len(self) else 0.0
+
+    def as_examples(self) -> dict[str, np.ndarray]:
+        return dataclasses.asdict(self)
+
+
+def retrieve_lists(users: np.ndarray, table: np.ndarray, history: np.ndarray,
+                   history_mask: np.ndarray, exclusion: Callable[[np.ndarray], np.ndarray],
+                   count: int, targets: np.ndarray | None = None,
+                   insert_targets: bool = False, batch_size: int = 1024) -> CandidateLists:
+    """The top ``count`` items of each user vector by dot product.
+
+    Args:
+      users: float [Q, D] user vectors.
+      table: float [I, D] item vectors.
+      history, history_mask: [Q, H] what the ranker reads of each user.
+      exclusion: query indices int64 [b] -> bool [b, I], items kept out of
+        the list (those the user saw before, as the evaluation protocol does).
+      count: N; at most the catalogue size.
+      targets: int [Q] the clicked items, for labels.
+      insert_targets: put a missed target into its list's last slot (for
+        training lists: every list then holds a click to learn from).
+    """
+    num_items = len(table)
+    if not 1 <= count <= num_items:
+        raise ValueError(f"candidate lists: count must be in [1, {num_items}] (the catalogue), "
+                         f"got {count}")
+    if insert_targets and targets is None:
+        raise ValueError("candidate lists: insert_targets needs the targets")
+    queries = len(users)
+    candidates = np.zeros((queries, count), np.int32)
+    scores = np.zeros((queries, count), np.float32)
+    for start in range(0, queries, batch_size):
+        idx = np.arange(start, min(start + batch_size, queries))
+        raw = users[idx] @ table.T
+        block = np.where(exclusion(idx), -np.inf, raw)
+        top = np.argpartition(-block, count - 1, axis=1)[:, :count]
+        order = np.argsort(-np.take_along_axis(block, top, 1), axis=1, kind="stable")
+        top = np.take_along_axis(top, order, 1)
+        if insert_targets:
+            missed = ~(top == targets[idx, None]).any(1)
+            top[missed, -1] = targets[idx][missed]
+        candidates[idx] = top
+        scores[idx] = np.take_along_axis(raw, top, 1)
+    labels = (np.zeros((queries, count), np.float32) if targets is None
+              else (candidates == np.asarray(targets)[:, None]).astype(np.float32))
+    return CandidateLists(history=np.asarray(history, np.int32),
+                          history_mask=np.asarray(history_mask, bool),
+                          candidates=candidates, retrieval_scores=scores, labels=labels)
+
+
+def reranked_scores(retrieval: np.ndarray, candidates: np.ndarray,
+                    ranker_scores: np.ndarray) -> np.ndarray:
+    """Full-catalogue scores [b, I]: the candidates [b, N] in the ranker's order
+    above every other item, which keeps its retrieval score."""
+    scores = np.array(retrieval, dtype=np.float64)
+    rows = np.arange(len(scores))[:, None]
+    ranker = np.asarray(ranker_scores, np.float64)
+    # Shifted so the lowest re-ranked item still beats every retrieved-only one.
+    scores[rows, candidates] = (_RERANKED_OFFSET + ranker - ranker.min(1, keepdims=True))
+    return scores
+
+
+def query_lists(retriever, queries: EvaluationQueries, count: int) -> CandidateLists:
+    """Candidate lists of held-out queries from a trained two-tower model
+    (its item table refreshed), the targets labelled but never inserted."""
+    table = retriever.refresh_item_table()
+    num_items = len(table)
+    return retrieve_lists(user_vectors(retriever, queries), table, queries.history,
+                          queries.history_mask,
+                          lambda idx: queries.exclusion_mask(idx, num_items), count,
+                          targets=queries.target)
+
+
+def evaluate_reranked(retriever, ranking_model, queries: EvaluationQueries, data,
+                      count: int, batch_size: int = 512,
+                      ks: tuple[int, ...] = (10, 20)) -> dict:
+    """Full-ranking metrics of retrieval followed by re-ranking of the top ``count``.
+
+    Args:
+      retriever: a trained :class:`mmrec.model.two_tower.TwoTowerModel`.
+      ranking_model: a :class:`mmrec.model.ranker.RankingModel` over the
+        retriever's item table.
+      queries: validation or test queries.
+      data: the run's prepared data (catalogue size, cold items, click counts).
+      count: N, the retrieved items the ranker re-orders.
+    """
+    lists = query_lists(retriever, queries, count)
+    table = retriever.item_table.numpy()
+    users = user_vectors(retriever, queries)
+    ranker_scores = np.zeros(lists.candidates.shape, np.float32)
+    for start in range(0, len(lists), batch_size):
+        part = slice(start, start + batch_size)
+        ranker_scores[part] = ranking_model.score_lists(
+            lists.history[part], lists.history_mask[part], lists.candidates[part],
+            lists.retrieval_scores[part])[0].numpy()
+    report = evaluate_scorer(
+        lambda idx: reranked_scores(users[idx] @ table.T, lists.candidates[idx],
+                                    ranker_scores[idx]),
+        queries, num_items=len(table), cold_items=data.split.cold_items,
+        train_item_counts=data.train_item_counts, ks=ks)
+    report["candidate_recall"] = lists.recall()
+    return report
