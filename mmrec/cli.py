@@ -118,6 +118,8 @@ def read_run_config(args: argparse.Namespace) -> RunConfig:
             value = getattr(args, attribute, None)
             if value is not None:
                 set_key(document, [*keys, key], value)
+    if getattr(args, "seed", None) is not None:  # the shuffling too, as bench quality's seeds do
+        set_key(document, ["data", "seed"], args.seed)
     try:
         return RunConfig.from_dict(document)
     except (TypeError, ValueError) as error:

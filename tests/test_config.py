@@ -116,3 +116,14 @@ def test_shop_options_reach_the_shop_from_the_command_line(tmp_path):
     assert refused.returncode == 2
     assert "data.shop.num_items must be an integer, got 'big' (str)" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_train_seed_seeds_the_shuffling_too():
+    from mmrec.cli import build_parser, read_run_config
+
+    args = build_parser().parse_args(["train", "--dataset", "shop", "--out", "x", "--seed", "7"])
+    config = read_run_config(args)
+    assert config.train.seed == 7 and config.data.seed == 7
+    unseeded = read_run_config(build_parser().parse_args(["train", "--dataset", "shop",
+                                                          "--out", "x"]))
+    assert unseeded.data.seed == DataConfig().seed
