@@ -36,8 +36,7 @@ class CandidateLists:
     Attributes:
       history: int32 [Q, H] the user's recent items, most recent first.
       history_mask: bool [Q, H], True on real history entries.
-      candidates: int32 [Q, N] retrieved items, best first (a target inserted
-        into a list that missed it takes the last slot).
+      candidates: int32 [Q, N] retrieved items, best first.
       retrieval_scores: float32 [Q, N] the retriever's dot products.
       labels: float32 [Q, N] 1.0 where the candidate is the query's target
         (all zeros when the list missed it); zeros without targets.
@@ -63,7 +62,7 @@ class CandidateLists:
 def retrieve_lists(users: np.ndarray, table: np.ndarray, history: np.ndarray,
                    history_mask: np.ndarray, exclusion: Callable[[np.ndarray], np.ndarray],
                    count: int, targets: np.ndarray | None = None,
-                   insert_targets: bool = False, batch_size: int = 1024) -> CandidateLists:
+                   batch_size: int = 1024) -> CandidateLists:
     """The top ``count`` items of each user vector by dot product.
 
     Args:
@@ -74,15 +73,11 @@ def retrieve_lists(users: np.ndarray, table: np.ndarray, history: np.ndarray,
         the list (those the user saw before, as the evaluation protocol does).
       count: N; at most the catalogue size.
       targets: int [Q] the clicked items, for labels.
-      insert_targets: put a missed target into its list's last slot (for
-        training lists: every list then holds a click to learn from).
     """
     num_items = len(table)
     if not 1 <= count <= num_items:
         raise ValueError(f"candidate lists: count must be in [1, {num_items}] (the catalogue), "
                          f"got {count}")
-    if insert_targets and targets is None:
-        raise ValueError("candidate lists: insert_targets needs the targets")
     queries = len(users)
     candidates = np.zeros((queries, count), np.int32)
     scores = np.zeros((queries, count), np.float32)
@@ -93,9 +88,6 @@ def retrieve_lists(users: np.ndarray, table: np.ndarray, history: np.ndarray,
         top = np.argpartition(-block, count - 1, axis=1)[:, :count]
         order = np.argsort(-np.take_along_axis(block, top, 1), axis=1, kind="stable")
         top = np.take_along_axis(top, order, 1)
-        if insert_targets:
-            missed = ~(top == targets[idx, None]).any(1)
-            top[missed, -1] = targets[idx][missed]
         candidates[idx] = top
         scores[idx] = np.take_along_axis(raw, top, 1)
     labels = (np.zeros((queries, count), np.float32) if targets is None
@@ -119,7 +111,7 @@ def reranked_scores(retrieval: np.ndarray, candidates: np.ndarray,
 
 def query_lists(retriever, queries: EvaluationQueries, count: int) -> CandidateLists:
     """Candidate lists of held-out queries from a trained two-tower model
-    (its item table refreshed), the targets labelled but never inserted."""
+    (its item table refreshed), the targets labelled."""
     table = retriever.refresh_item_table()
     num_items = len(table)
     return retrieve_lists(user_vectors(retriever, queries), table, queries.history,

@@ -1,9 +1,14 @@
 """Training the ranking stage on the retriever's own candidate lists.
 
 For every training click the retriever (already trained) retrieves its top N
-from the user's history before that click; a list that missed the clicked
-item gets it in its last slot, so every list has a click to learn from. The
-ranker learns, with a listwise softmax, to put the click first. Validation
+from the user's history before that click, and the ranker learns, with a
+listwise softmax, to put the click first. Lists that missed the click are
+left out (and counted), not given the click in a spare slot: an inserted
+click is the one candidate the retriever scored below its top N, so the
+ranker learns "the least likely-looking item is the click", a shortcut that
+holds on every such training list and on no held-out one. Measured on a small
+shop: with insertion the ranker picked the click first on 39% of training
+lists and fell to 0.005 validation NDCG@10 against retrieval's 0.011. Validation
 clicks are never in a training list: the lists come from
 ``data.train_examples`` alone, and the best epoch is chosen on validation
 NDCG@10 of the two-stage full ranking.
@@ -46,8 +51,9 @@ def item_signals(retriever, data) -> tuple[np.ndarray, np.ndarray]:
 
 
 def training_lists(retriever, data, count: int, table: np.ndarray) -> CandidateLists:
-    """One list per training click, from the history before it; the items in
-    that history are kept out of the list, and a missed target is inserted."""
+    """One list per training click, from the history before it, the items in
+    that history kept out of the list; lists that missed the click are kept
+    too (all-zero labels): :func:`fit_ranker` drops them and counts them."""
     examples = data.train_examples
     history, mask = examples["history"], examples["history_mask"]
     encode = tf.function(lambda h, m, u: retriever.user_vectors(h, m, u)[0],
@@ -66,7 +72,7 @@ def training_lists(retriever, data, count: int, table: np.ndarray) -> CandidateL
         return excluded
 
     return retrieve_lists(users, table, history, mask, seen, count,
-                          targets=examples["item"], insert_targets=True)
+                          targets=examples["item"])
 
 
 def fit_ranker(retriever, data, config: RankerConfig, *, jit_compile: bool = False,
@@ -86,11 +92,21 @@ def fit_ranker(retriever, data, config: RankerConfig, *, jit_compile: bool = Fal
       The ranker at its best validation epoch, and a report: ``valid`` (the
       two-stage metrics of that epoch), ``best_epoch``, ``epochs`` (validation
       NDCG@10 per epoch), ``train_candidate_recall`` and
-      ``valid_candidate_recall`` (share of lists holding the click).
+      ``valid_candidate_recall`` (share of lists holding the click; the
+      training lists that do are what the ranker trains on).
     """
     tf.keras.utils.set_random_seed(seed)
     vectors, features = item_signals(retriever, data)
     lists = training_lists(retriever, data, config.candidates, vectors)
+    report: dict = {"train_candidate_recall": lists.recall()}
+    hits = lists.labels.max(1) > 0
+    if not hits.any():
+        raise ValueError(f"fit_ranker: the retriever's top {config.candidates} holds none of "
+                         f"the {len(lists)} training clicks; raise ranker.candidates")
+    lists = CandidateLists(**{name: values[hits]
+                              for name, values in lists.as_examples().items()})
+    logger.info("ranker: %d training lists hold their click, %d missed it and are left out",
+                int(hits.sum()), int((~hits).sum()))
     model = RankingModel(config, vectors, features, data.train_examples["history"].shape[1])
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate),
                   jit_compile=jit_compile)
@@ -99,7 +115,6 @@ def fit_ranker(retriever, data, config: RankerConfig, *, jit_compile: bool = Fal
                .batch(config.batch_size, drop_remainder=len(lists) >= config.batch_size)
                .prefetch(tf.data.AUTOTUNE))
     best, best_weights, history = -1.0, None, []
-    report: dict = {"train_candidate_recall": lists.recall()}
     for epoch in progress(range(config.epochs), desc="ranker epochs",
                           min_items=1 if verbose else config.epochs + 1):
         model.fit(batches, epochs=1, verbose=0)
