@@ -6,6 +6,7 @@ on a copy of its model folder and a SQLite feedback store of its own.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -17,24 +18,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmrec.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from mmrec.config import TrainConfig
 from mmrec.export.exporter import export_run
 from mmrec.export.layout import VersionFiles, versions
 from mmrec.export.publish import load_published
 from mmrec.train.trainer import train
+from run_fixtures import CONFIG as SMALL_SHOP
 
 from feedback.finetune.config import FinetuneConfig
 from feedback.finetune.job import (EXIT_NOTHING_NEW, EXIT_PUBLISHED, EXIT_REJECTED, JobBusyError,
                                    default_consumer, job_lock, read_history, run_finetune)
 from feedback.store import FeedbackStore
 
-SHOP = {"num_items": 200, "num_users": 60, "num_clicks": 1500}
-CONFIG = RunConfig(
-    data=DataConfig(batch_size=64, history_length=4, max_text_tokens=8, vocab_size=200,
-                    dataset_options={"shop": SHOP}),
-    model=ModelConfig(embedding_dim=16, token_dim=16, text_layers=0, attention_heads=2,
-                      image_channels=(8, 8), image_grid=2),
-    train=TrainConfig(epochs=1, jit="off"))
+# The shared small shop, trained for one epoch with the default step-size schedule.
+CONFIG = dataclasses.replace(SMALL_SHOP, train=TrainConfig(epochs=1, jit="off"))
 TIMEOUT_S = 300
 # The flow tests are about bookkeeping, not the gate: on 60 validation users a
 # 2% tolerance is within noise, so they open it; the gate has tests of its own.

@@ -533,7 +533,8 @@ def test_shipped_shop_config_turns_the_id_vector_off_and_pretrains_the_cnn():
     from pathlib import Path
     path = Path(__file__).resolve().parents[1] / "configs" / "shop.toml"
     config = RunConfig.from_toml(path)
-    assert config.model == dataclasses.replace(ModelConfig(), item_id_embedding=False)
+    assert config.model == dataclasses.replace(ModelConfig(), item_id_embedding=False,
+                                               history_summary_units=(128,))
     assert config.train == dataclasses.replace(TrainConfig(), image_pretraining="outside-catalogue",
                                                hard_negative_share=1.0)
     assert config.train.hard_negative_count(config.data.batch_size) == 0

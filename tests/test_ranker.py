@@ -6,7 +6,6 @@ carry (XLA-compiled, on CPU)."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np

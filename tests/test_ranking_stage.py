@@ -11,8 +11,7 @@ import pytest
 from mmrec.config import RankerConfig
 from mmrec.evaluate.metrics import evaluate_scorer
 from mmrec.evaluate.model_scores import evaluate_model, user_vectors
-from mmrec.evaluate.reranking import (evaluate_reranked, query_lists, reranked_scores,
-                                      retrieve_lists)
+from mmrec.evaluate.reranking import evaluate_reranked, query_lists, reranked_scores
 from mmrec.train.ranker_fitting import fit_ranker, training_lists
 from mmrec.train.trainer import load_trained
 
