@@ -78,6 +78,7 @@ def test_a_ranker_that_agrees_with_retrieval_gives_the_retrieval_metrics(retriev
         assert two_stage[metric] == pytest.approx(retrieval_only[metric], abs=1e-12)
 
 
+@pytest.mark.slow
 def test_a_ranker_trains_on_the_lists_and_is_chosen_on_validation(retriever):
     model, data = retriever
     config = RankerConfig(candidates=COUNT, epochs=2, hidden_units=(16,), batch_size=64)
