@@ -45,8 +45,8 @@ def test_a_training_list_is_the_top_n_without_the_history_before_its_click(retri
 
 def test_held_out_lists_are_the_retrievers_top_n(retriever):
     model, data = retriever
-    lists = query_lists(model, data.valid, COUNT)
-    table = model.item_table.numpy()
+    table = model.refresh_item_table()
+    lists = query_lists(user_vectors(model, data.valid), table, data.valid, COUNT)
     scores = user_vectors(model, data.valid) @ table.T
     scores[data.valid.exclusion_mask(np.arange(len(data.valid)), len(table))] = -np.inf
     expected = np.sort(scores, 1)[:, ::-1][:, :COUNT]
@@ -65,9 +65,9 @@ def test_the_reranked_items_come_first_in_the_rankers_order_the_rest_as_retrieve
 
 def test_a_ranker_that_agrees_with_retrieval_gives_the_retrieval_metrics(retriever):
     model, data = retriever
-    lists = query_lists(model, data.valid, COUNT)
-    table = model.item_table.numpy()
+    table = model.refresh_item_table()
     users = user_vectors(model, data.valid)
+    lists = query_lists(users, table, data.valid, COUNT)
     two_stage = evaluate_scorer(
         lambda idx: reranked_scores(users[idx] @ table.T, lists.candidates[idx],
                                     lists.retrieval_scores[idx]),

@@ -23,14 +23,21 @@ from mmrec.evaluate.queries import EvaluationQueries
 
 def user_vectors(model, queries: EvaluationQueries, batch_size: int = 1024) -> np.ndarray:
     """The user embeddings of every query, [Q, D], from a :class:`TwoTowerModel`."""
+    return encode_users(model, queries.history, queries.history_mask, queries.user, batch_size)
+
+
+def encode_users(model, history: np.ndarray, history_mask: np.ndarray, users: np.ndarray,
+                 batch_size: int = 1024) -> np.ndarray:
+    """User embeddings [Q, D] of histories [Q, H] (with masks and user indices),
+    in batches, through one traced function per model."""
     encode = getattr(model, "_encode_users", None)
     if encode is None:  # one traced function per model, not one per call
         encode = tf.function(lambda h, m, u: model.user_vectors(h, m, u)[0],
                              reduce_retracing=True)
         object.__setattr__(model, "_encode_users", encode)
-    parts = [encode(queries.history[s:s + batch_size], queries.history_mask[s:s + batch_size],
-                    queries.user[s:s + batch_size]).numpy()
-             for s in range(0, len(queries.target), batch_size)]
+    parts = [encode(history[s:s + batch_size], history_mask[s:s + batch_size],
+                    users[s:s + batch_size]).numpy()
+             for s in range(0, len(history), batch_size)]
     return np.concatenate(parts) if parts else np.zeros((0, model.config.embedding_dim))
 
 

@@ -9,7 +9,7 @@ retrieval put it.
 
 Example:
 
-    lists = retrieve_lists(users, table, lambda idx: queries.exclusion_mask(idx, n), count=100)
+    lists = query_lists(users, table, queries, count=100)   # user and item vectors, as NumPy
     lists.recall()   # share of queries whose target is in its list
     scores = reranked_scores(users[idx] @ table.T, lists.candidates[idx], ranker_scores)
 """
@@ -109,14 +109,13 @@ def reranked_scores(retrieval: np.ndarray, candidates: np.ndarray,
     return scores
 
 
-def query_lists(retriever, queries: EvaluationQueries, count: int) -> CandidateLists:
-    """Candidate lists of held-out queries from a trained two-tower model
-    (its item table refreshed), the targets labelled."""
-    table = retriever.refresh_item_table()
-    num_items = len(table)
-    return retrieve_lists(user_vectors(retriever, queries), table, queries.history,
-                          queries.history_mask,
-                          lambda idx: queries.exclusion_mask(idx, num_items), count,
+def query_lists(users: np.ndarray, table: np.ndarray, queries: EvaluationQueries,
+                count: int) -> CandidateLists:
+    """Candidate lists of held-out queries, from their user vectors [Q, D] and
+    the item table [I, D], the items seen before each target kept out and the
+    targets labelled."""
+    return retrieve_lists(users, table, queries.history, queries.history_mask,
+                          lambda idx: queries.exclusion_mask(idx, len(table)), count,
                           targets=queries.target)
 
 
@@ -124,6 +123,11 @@ def evaluate_reranked(retriever, ranking_model, queries: EvaluationQueries, data
                       count: int, batch_size: int = 512,
                       ks: tuple[int, ...] = (10, 20)) -> dict:
     """Full-ranking metrics of retrieval followed by re-ranking of the top ``count``.
+
+    Items are scored against the ranker's item vectors (``ranking_model.
+    item_vectors``, the retriever's table when the ranker was fitted), so the
+    catalogue is not encoded again; the retriever's item table must hold the
+    same vectors, as :func:`mmrec.train.ranker_fitting.fit_ranker` leaves it.
 
     Args:
       retriever: a trained :class:`mmrec.model.two_tower.TwoTowerModel`.
@@ -133,9 +137,9 @@ def evaluate_reranked(retriever, ranking_model, queries: EvaluationQueries, data
       data: the run's prepared data (catalogue size, cold items, click counts).
       count: N, the retrieved items the ranker re-orders.
     """
-    lists = query_lists(retriever, queries, count)
-    table = retriever.item_table.numpy()
+    table = ranking_model.item_vectors.numpy()
     users = user_vectors(retriever, queries)
+    lists = query_lists(users, table, queries, count)
     ranker_scores = np.zeros(lists.candidates.shape, np.float32)
     for start in range(0, len(lists), batch_size):
         part = slice(start, start + batch_size)

@@ -15,7 +15,7 @@ NDCG@10 of the two-stage full ranking.
 
 A known bias, measured rather than assumed away: the retriever was trained
 on these very clicks, so its lists for them hold the target more often, and
-its scores are more confident, than at serving time. ``training_lists``
+its scores are more confident, than at serving time. :func:`fit_ranker`
 reports the in-list share beside validation's, so the gap is visible.
 
 Example:
@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from mmrec.config import RankerConfig
+from mmrec.evaluate.model_scores import encode_users
 from mmrec.evaluate.reranking import CandidateLists, evaluate_reranked, retrieve_lists
 from mmrec.model.ranker import RankingModel
 from mmrec.progress import progress
@@ -56,11 +57,7 @@ def training_lists(retriever, data, count: int, table: np.ndarray) -> CandidateL
     too (all-zero labels): :func:`fit_ranker` drops them and counts them."""
     examples = data.train_examples
     history, mask = examples["history"], examples["history_mask"]
-    encode = tf.function(lambda h, m, u: retriever.user_vectors(h, m, u)[0],
-                         reduce_retracing=True)
-    users = np.concatenate([encode(history[s:s + 2048], mask[s:s + 2048],
-                                   examples["user"][s:s + 2048]).numpy()
-                            for s in range(0, len(history), 2048)])
+    users = encode_users(retriever, history, mask, examples["user"], batch_size=2048)
     num_items = len(table)
 
     def seen(idx: np.ndarray) -> np.ndarray:
