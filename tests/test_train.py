@@ -168,15 +168,23 @@ MOVIELENS_CONFIG = RunConfig(
 # NDCG and MRR did not move. A changed result moves them by far more.
 LOSS_TOLERANCE = 1e-4
 PERCENTILE_TOLERANCE = 0.1
+# MovieLens' 943 queries rank 1,682 items each, and the float differences above
+# can swap two nearly tied items of one query: on a CI machine at a231487 test
+# NDCG@10 came out 0.0695588 against the recorded 0.0695435 (1.5e-5: a swap deep
+# in one list), with losses and validation as recorded. A swap of two adjacent
+# items moves one query's NDCG by at most 1 - 1/log2(3) = 0.37, so a changed
+# result (which moves many queries) is still caught at a fraction of one query.
+ONE_QUERY_SWAP = 0.37
 
 
-def check_same_as_recorded(metrics: dict, recorded: dict) -> None:
+def check_same_as_recorded(metrics: dict, recorded: dict, near_ties: bool = False) -> None:
     assert losses(metrics) == pytest.approx(recorded["losses"], rel=LOSS_TOLERANCE)
     assert [e["val_NDCG@10"] for e in metrics["history"]] == pytest.approx(recorded["val"],
                                                                           rel=1e-6)
     for part in ("valid", "test"):
         for key in KEYS:
             tolerance = ({"abs": PERCENTILE_TOLERANCE} if key.startswith("popularity")
+                         else {"abs": ONE_QUERY_SWAP / metrics[part]["queries"]} if near_ties
                          else {"rel": 1e-6})
             assert metrics[part][key] == pytest.approx(recorded[part][key], **tolerance), \
                 (part, key)
@@ -190,7 +198,7 @@ def test_a_seeded_shop_run_gives_the_recorded_numbers(shop_run):
 def test_a_seeded_movielens_run_gives_the_numbers_it_gave_before_the_trainer_was_split(
         tmp_path):
     metrics = train("movielens-100k", MOVIELENS_CONFIG, tmp_path / "run", verbose=0)
-    check_same_as_recorded(metrics, RECORDED["movielens-100k"])
+    check_same_as_recorded(metrics, RECORDED["movielens-100k"], near_ties=True)
 
 
 # --- a run is bound to its data ----------------------------------------------------------
