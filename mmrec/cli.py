@@ -10,11 +10,14 @@ Commands mirror the data flow, each a thin layer over the Python API:
                         [--epochs N] [--resume]
     mmrec tune          --dataset shop --out configs/shop.toml [--config base.toml]
                         [--trials 12] [--epochs 3] [--space space.toml] [--seed 1]
+    mmrec train-ranker  --run runs/ml [--config mmrec.toml] [--set ranker.candidates=200]
+                        [--jit auto|on|off] [--seed N] [--json]
     mmrec evaluate      --run runs/ml [--json]
-    mmrec export        --run runs/ml --model-dir saved_models/mmrec [--k 100]
+    mmrec export        --run runs/ml --model-dir saved_models/mmrec [--k 100] [--no-rerank]
     mmrec catalogue add    --model-dir saved_models/mmrec --items new_items.csv
     mmrec catalogue retire --model-dir saved_models/mmrec --items ID1,ID2
     mmrec recommend     --user 196 [-k 10] [--model-dir DIR] [--json] [--sheet recs.png]
+                        [--no-rerank]
     mmrec bench quality --dataset movielens-100k [--seeds 1,2,3] [--json FILE]
     mmrec bench throughput --dataset shop [--precisions float32,mixed_bfloat16] [--json FILE]
     mmrec bench latency --model-dir saved_models/mmrec [--run runs/ml] [--json FILE]
@@ -187,21 +190,85 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_ranker_config(args: argparse.Namespace):
+    """The ranking stage's settings for ``mmrec train-ranker``: the run's own
+    ``[ranker]`` table, then the ``[ranker]`` table of ``--config``, then each
+    ``--set ranker.KEY=VALUE``; keys of other tables are refused (the run's
+    data, model and training are fixed)."""
+    from mmrec.train.run_folder import RunFolder
+    run_config, _ = RunFolder(args.run).read_config()
+    document = {"ranker": run_config.to_dict()["ranker"]}
+    if args.config is not None:
+        document["ranker"].update(read_toml(args.config).get("ranker", {}))
+    for assignment in args.set:
+        keys, _ = parse_assignment(assignment)
+        if keys[0] != "ranker":
+            raise ValueError(f"--set {assignment!r}: train-ranker reads only the [ranker] "
+                             f"table (the run's data, model and training are fixed), e.g. "
+                             f"ranker.candidates=200")
+    apply_assignments(document, args.set)
+    try:
+        return RunConfig.from_dict(document).ranker
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{args.config}: {error}" if args.config else str(error)) from error
+
+
+def cmd_train_ranker(args: argparse.Namespace) -> int:
+    from mmrec.train.ranker_training import train_ranker
+    config = read_ranker_config(args)
+    result = train_ranker(args.run, config, jit=args.jit, seed=args.seed,
+                          verbose=sys.stderr.isatty())
+    if args.json:
+        print(json.dumps(result, indent=2, default=float))
+    else:
+        print(format_ranker_result(result))
+    return 0
+
+
+def format_ranker_result(result: dict) -> str:
+    """The ranker's epochs, then retrieval alone beside the two stages."""
+    from mmrec.evaluate.report import format_metrics_table
+    report = result["report"]
+    epochs = ", ".join(f"{value:.4f}" for value in report["epochs"])
+    rows = {}
+    for part in ("valid", "test"):
+        if result["retrieval"].get(part):
+            rows[f"{part}, retrieval"] = result["retrieval"][part]
+        rows[f"{part}, retrieval + ranker"] = result[part]
+    return "\n".join([
+        f"ranker over the top {result['config']['candidates']} "
+        f"({result['config']['attention']} attention): best epoch {report['best_epoch']} of "
+        f"{len(report['epochs'])} on validation NDCG@10 ({epochs})",
+        f"lists holding their click: training {report['train_candidate_recall']:.3f}, "
+        f"validation {report['valid_candidate_recall']:.3f}",
+        format_metrics_table(rows)])
+
+
 def format_metrics(metrics: dict) -> str:
     from mmrec.evaluate.report import format_metrics_table
+    rows = {"valid": metrics["valid"], "test": metrics["test"]}
+    for part, values in (metrics.get("ranker") or {}).items():
+        rows[f"{part}, retrieval + ranker"] = values
     lines = [f"best epoch {metrics.get('best_epoch')} of {metrics.get('epochs_done')}, "
              f"XLA {'on' if metrics.get('jit_compile') else 'off'}",
-             format_metrics_table({"valid": metrics["valid"], "test": metrics["test"]})]
+             format_metrics_table(rows)]
     return "\n".join(lines)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from mmrec.evaluate.model_scores import evaluate_model
     from mmrec.train.trainer import load_trained
+    from mmrec.evaluate.reranking import evaluate_reranked
+    from mmrec.train.ranker_training import has_ranker, load_ranker
     model, data, _, document = load_trained(args.run)
     metrics = {"run": args.run, "dataset": document["dataset"],
                "valid": evaluate_model(model, data.valid, data),
                "test": evaluate_model(model, data.test, data)}
+    if has_ranker(args.run):  # the two stages too
+        ranking, ranker = load_ranker(args.run, model)
+        metrics["ranker"] = {part: evaluate_reranked(model, ranking, queries, data,
+                                                     ranker["config"]["candidates"])
+                             for part, queries in (("valid", data.valid), ("test", data.test))}
     print(json.dumps(metrics, indent=2) if args.json else format_metrics(metrics))
     return 0
 
@@ -414,6 +481,20 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--log", help="JSON lines of finished trials, read back to resume "
                       "(default: OUT with .trials.jsonl)")
     tune.set_defaults(handler=cmd_tune)
+
+    ranker = commands.add_parser("train-ranker", help="train the ranking stage over a trained "
+                                 "run (into RUN/ranker/)")
+    ranker.add_argument("--run", required=True, help="trained run folder")
+    ranker.add_argument("--config", help="TOML config whose [ranker] table overrides the "
+                        "run's (mmrec/config.py's RankerConfig documents every key)")
+    ranker.add_argument("--set", action="append", default=[], metavar="ranker.KEY=VALUE",
+                        help="override one ranker key, e.g. ranker.candidates=200 "
+                             "(repeatable; applied after --config)")
+    ranker.add_argument("--jit", choices=JIT_MODES,
+                        help="XLA for the ranker's train step (default: the run's train.jit)")
+    ranker.add_argument("--seed", type=int, help="seeds the ranker (default: the run's seed)")
+    ranker.add_argument("--json", action="store_true", help="print JSON")
+    ranker.set_defaults(handler=cmd_train_ranker)
 
     evaluate = commands.add_parser("evaluate", help="full-ranking metrics of a trained run")
     evaluate.add_argument("--run", required=True, help="run folder")

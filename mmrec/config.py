@@ -467,7 +467,9 @@ def _from_table(cls, values: dict, prefix: str):
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     """Everything a training run needs: the ``[data]``, ``[model]`` and
-    ``[train]`` tables of a TOML file.
+    ``[train]`` tables of a TOML file, and its ``[ranker]`` table for the
+    ranking stage trained over the run (``mmrec train-ranker``), so one file
+    holds a data set's settings for both stages.
 
     Example:
 
@@ -478,15 +480,18 @@ class RunConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    ranker: RankerConfig = dataclasses.field(default_factory=RankerConfig)
 
     @classmethod
     def from_dict(cls, document: dict) -> "RunConfig":
-        unknown = sorted(set(document) - {"data", "model", "train"})
+        unknown = sorted(set(document) - {"data", "model", "train", "ranker"})
         if unknown:
-            raise ValueError(f"unknown config table(s) {unknown}; known: data, model, train")
+            raise ValueError(f"unknown config table(s) {unknown}; known: data, model, train, "
+                             f"ranker")
         return cls(data=DataConfig.from_dict(document.get("data", {})),
                    model=_from_table(ModelConfig, document.get("model", {}), "model"),
-                   train=_from_table(TrainConfig, document.get("train", {}), "train"))
+                   train=_from_table(TrainConfig, document.get("train", {}), "train"),
+                   ranker=_from_table(RankerConfig, document.get("ranker", {}), "ranker"))
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike) -> "RunConfig":
@@ -500,4 +505,5 @@ class RunConfig:
         """A JSON/TOML-ready dict (what a run folder and a version store);
         ``RunConfig.from_dict`` reads it back."""
         return {"data": self.data.to_dict(), "model": dataclasses.asdict(self.model),
-                "train": dataclasses.asdict(self.train)}
+                "train": dataclasses.asdict(self.train),
+                "ranker": dataclasses.asdict(self.ranker)}

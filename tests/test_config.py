@@ -32,6 +32,11 @@ def mmrec_cli(*args: str) -> subprocess.CompletedProcess:
     ("[data.shop]\nnum_items = 3", r"data.shop: num_items must be in 10..70000"),
     ('[data]\ntimestamp_unit = "days"', r"data.timestamp_unit must be one of"),
     ('[data]\nencoding = "klingon"', r"data.encoding 'klingon' is not a text encoding"),
+    ("[ranker]\ncandidates = 1", r"ranker.candidates must be >= 2"),
+    ('[ranker]\nhidden_units = ["wide"]', r"ranker.hidden_units must be a list of integers"),
+    ("[ranker]\ncandidate = 100", r"unknown ranker config key\(s\) \['candidate'\]"),
+    ("[rankers]\ncandidates = 100", r"unknown config table\(s\) \['rankers'\]; known: data, "
+                                     r"model, train, ranker"),
 ])
 def test_a_value_of_the_wrong_type_is_refused_naming_key_type_and_value(tmp_path, toml,
                                                                          message):
@@ -127,3 +132,12 @@ def test_train_seed_seeds_the_shuffling_too():
     unseeded = read_run_config(build_parser().parse_args(["train", "--dataset", "shop",
                                                           "--out", "x"]))
     assert unseeded.data.seed == DataConfig().seed
+
+
+def test_the_ranker_table_round_trips_through_the_run_config(tmp_path):
+    path = tmp_path / "two-stage.toml"
+    path.write_text("[ranker]\ncandidates = 200\nhidden_units = [32, 16]\nattention = \"mean\"\n")
+    config = RunConfig.from_toml(path)
+    assert config.ranker.candidates == 200 and config.ranker.hidden_units == (32, 16)
+    assert RunConfig.from_dict(config.to_dict()) == config
+    assert RunConfig().ranker.candidates == 100  # the default

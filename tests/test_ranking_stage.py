@@ -5,6 +5,11 @@ clicks' lists and scored on validation."""
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -12,10 +17,18 @@ from mmrec.config import RankerConfig
 from mmrec.evaluate.metrics import evaluate_scorer
 from mmrec.evaluate.model_scores import evaluate_model, user_vectors
 from mmrec.evaluate.reranking import evaluate_reranked, query_lists, reranked_scores
+from mmrec.cli import main
 from mmrec.train.ranker_fitting import fit_ranker, training_lists
+from mmrec.train.ranker_training import has_ranker, load_ranker, train_ranker
+from mmrec.train.run_folder import IncompleteRunError
 from mmrec.train.trainer import load_trained
 
 COUNT = 20
+
+
+def mmrec_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mmrec.cli", *args], capture_output=True,
+                          text=True, timeout=300, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +105,72 @@ def test_a_ranker_trains_on_the_lists_and_is_chosen_on_validation(retriever):
     # Re-ranking moves items within the retrieved lists only.
     assert again["Recall@20"] == pytest.approx(
         evaluate_model(model, data.valid, data)["Recall@20"], abs=1e-12)
+
+
+# --- a ranker kept in its run folder ------------------------------------------------------
+
+SMALL_RANKER = RankerConfig(candidates=COUNT, epochs=1, hidden_units=(16,), batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def ranked_run(shop_run, tmp_path_factory):
+    """A copy of the shared shop run with a one-epoch ranker trained into it."""
+    run = tmp_path_factory.mktemp("ranked") / "run"
+    shutil.copytree(shop_run[0], run)
+    return run, train_ranker(run, SMALL_RANKER, jit="off", seed=1, verbose=False)
+
+
+def test_a_ranker_is_written_into_its_run_and_loads_back_to_the_same_numbers(ranked_run,
+                                                                            shop_run):
+    run, result = ranked_run
+    assert has_ranker(run) and not has_ranker(shop_run[0])
+    assert sorted(p.name for p in (run / "ranker").iterdir()) == ["ranker.json", "weights"]
+    assert not list(run.glob(".ranker*"))  # nothing staged is left behind
+    stored = json.loads((run / "ranker" / "ranker.json").read_text())
+    assert stored["config"]["candidates"] == COUNT and stored["report"]["best_epoch"] == 1
+    assert stored["retrieval"]["test"]["NDCG@10"] == pytest.approx(
+        shop_run[1]["test"]["NDCG@10"])
+    model, data, _, _ = load_trained(run)
+    ranking, document = load_ranker(run, model)
+    assert document == stored
+    for part, queries in (("valid", data.valid), ("test", data.test)):
+        again = evaluate_reranked(model, ranking, queries, data, COUNT)
+        assert again["NDCG@10"] == pytest.approx(result[part]["NDCG@10"], abs=1e-9), part
+        # Re-ranking moves items within the retrieved top 20 only.
+        assert again["Recall@20"] == pytest.approx(
+            shop_run[1][part]["Recall@20"], abs=1e-9), part
+
+
+def test_a_run_without_a_ranker_says_which_command_trains_one(shop_run):
+    with pytest.raises(IncompleteRunError, match="mmrec train-ranker --run"):
+        load_ranker(shop_run[0])
+
+
+def test_train_ranker_command_writes_the_ranker_and_evaluate_reports_both_stages(
+        shop_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(shop_run[0], run)
+    done = mmrec_cli("train-ranker", "--run", str(run), "--set", f"ranker.candidates={COUNT}",
+                     "--set", "ranker.epochs=1", "--set", "ranker.hidden_units=[16]",
+                     "--set", "ranker.attention=\"mean\"", "--jit", "off", "--json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert result["config"]["attention"] == "mean" and result["config"]["hidden_units"] == [16]
+    evaluated = mmrec_cli("evaluate", "--run", str(run), "--json")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    report = json.loads(evaluated.stdout)
+    assert report["ranker"]["test"]["NDCG@10"] == pytest.approx(result["test"]["NDCG@10"],
+                                                                abs=1e-9)
+    assert report["test"]["NDCG@10"] == pytest.approx(shop_run[1]["test"]["NDCG@10"], rel=1e-5)
+
+
+@pytest.mark.parametrize("option, message", [
+    ("train.epochs=3", "train-ranker reads only the [ranker] table"),
+    ("ranker.candidates=1", "ranker.candidates must be >= 2"),
+    ("ranker.attention=\"sum\"", "ranker.attention must be one of"),
+])
+def test_train_ranker_refuses_settings_it_cannot_use_before_any_work(shop_run, capsys,
+                                                                      option, message):
+    assert main(["train-ranker", "--run", str(shop_run[0]), "--set", option]) == 2
+    assert message in capsys.readouterr().err
+    assert not has_ranker(shop_run[0])

@@ -28,6 +28,9 @@ it does not train the item tower.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -152,10 +155,18 @@ class RankingModel(tfrs.Model):
       item_vectors: float32 [I, D], the retriever's item table.
       item_features: float32 [I, F], per-item features.
       history_length: H.
+      new_item_features: float32 [F], the features of an item nobody has
+        clicked yet, but for its own modality gate (its first feature, the
+        standardised log popularity of zero clicks, is what counts): what a
+        catalogue change gives the items it adds.
     """
 
+    WEIGHTS = "weights"
+    DOCUMENT = "ranker.json"
+
     def __init__(self, config: RankerConfig, item_vectors: np.ndarray,
-                 item_features: np.ndarray, history_length: int, **kwargs) -> None:
+                 item_features: np.ndarray, history_length: int,
+                 new_item_features: np.ndarray | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         item_vectors = np.asarray(item_vectors, np.float32)
         item_features = np.asarray(item_features, np.float32)
@@ -164,6 +175,10 @@ class RankingModel(tfrs.Model):
             raise ValueError(f"item_vectors [I, D] and item_features [I, F] must have one row "
                              f"per item, got {item_vectors.shape} and {item_features.shape}")
         self.config = config
+        self.history_length = history_length
+        self.new_item_features = (np.zeros(item_features.shape[1], np.float32)
+                                  if new_item_features is None
+                                  else np.asarray(new_item_features, np.float32))
         self.ranker = CandidateRanker(config, history_length, item_vectors.shape[1],
                                       name="ranker")
         self.item_vectors = tf.Variable(item_vectors, trainable=False, name="item_vectors")
@@ -184,3 +199,66 @@ class RankingModel(tfrs.Model):
                                      batch["candidates"], batch["retrieval_scores"],
                                      training=training)
         return listwise_softmax_loss(scores, batch["labels"])
+
+    def with_items(self, item_vectors: np.ndarray, gates: np.ndarray) -> "RankingModel":
+        """The same ranker over a grown catalogue: ``item_vectors`` [I + n, D]
+        (the old rows first), the new items' features those of an item nobody
+        has clicked yet with their own modality ``gates`` [n, 2]."""
+        old = self.item_features.numpy()
+        gates = np.asarray(gates, np.float32)
+        fresh = np.repeat(self.new_item_features[None], len(gates), 0)
+        fresh[:, -gates.shape[1]:] = gates
+        grown = RankingModel(self.config, item_vectors, np.concatenate([old, fresh]),
+                             self.history_length, self.new_item_features)
+        grown.build_ranker()
+        grown.ranker.set_weights(self.ranker.get_weights())
+        return grown
+
+    def build_ranker(self) -> None:
+        """Creates the ranker's weights (one call on a list of two items)."""
+        length = self.history_length
+        self.score_lists(np.zeros((1, length), np.int32), np.ones((1, length), bool),
+                         np.zeros((1, 2), np.int32), np.zeros((1, 2), np.float32))
+
+    def write(self, folder: str | os.PathLike, document: dict | None = None) -> Path:
+        """Writes the ranker, its item table and features (``weights/``) and
+        ``ranker.json`` (its config and shapes, plus ``document``) into
+        ``folder``, which must not exist yet."""
+        folder = Path(folder)
+        folder.mkdir(parents=True)
+        tf.train.Checkpoint(ranker=self.ranker, item_vectors=self.item_vectors,
+                            item_features=self.item_features).write(
+            str(folder / self.WEIGHTS / "ranker"))
+        shapes = {"items": int(self.item_vectors.shape[0]),
+                  "dim": int(self.item_vectors.shape[1]),
+                  "features": int(self.item_features.shape[1]),
+                  "history_length": int(self.history_length),
+                  "new_item_features": self.new_item_features.tolist()}
+        (folder / self.DOCUMENT).write_text(json.dumps(
+            {**(document or {}), "config": dataclasses.asdict(self.config), "shapes": shapes},
+            indent=2, default=float))
+        return folder
+
+    @classmethod
+    def read(cls, folder: str | os.PathLike) -> tuple["RankingModel", dict]:
+        """A ranker written by :meth:`write`, and its ranker.json document.
+
+        Raises:
+          FileNotFoundError: the folder lacks ranker.json or the weights.
+        """
+        folder = Path(folder)
+        if not (folder / cls.DOCUMENT).exists() or not list(
+                (folder / cls.WEIGHTS).glob("ranker*.index")):
+            raise FileNotFoundError(f"ranker folder {folder} is incomplete: it needs "
+                                    f"{cls.DOCUMENT} and {cls.WEIGHTS}/")
+        document = json.loads((folder / cls.DOCUMENT).read_text())
+        table, shapes = document["config"], document["shapes"]
+        config = RankerConfig(**{**table, "hidden_units": tuple(table["hidden_units"])})
+        model = cls(config, np.zeros((shapes["items"], shapes["dim"]), np.float32),
+                    np.zeros((shapes["items"], shapes["features"]), np.float32),
+                    shapes["history_length"], np.asarray(shapes["new_item_features"]))
+        model.build_ranker()
+        tf.train.Checkpoint(ranker=model.ranker, item_vectors=model.item_vectors,
+                            item_features=model.item_features).read(
+            str(folder / cls.WEIGHTS / "ranker")).assert_existing_objects_matched()
+        return model, document

@@ -40,15 +40,18 @@ from mmrec.progress import progress
 logger = logging.getLogger("mmrec.train")
 
 
-def item_signals(retriever, data) -> tuple[np.ndarray, np.ndarray]:
+def item_signals(retriever, data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """What the ranker reads of every item: the retriever's item vectors [I, D]
     (its table refreshed) and features [I, 3]: standardised log training
-    clicks, then the modality gate (text, image)."""
+    clicks, then the modality gate (text, image); and the features [3] of an
+    item added later, which nobody has clicked (its gate left at zero, to be
+    filled in with the item's own)."""
     vectors, gates = retriever.encode_catalogue()
     retriever.item_table.assign(vectors)
-    popularity = np.log1p(data.train_item_counts).astype(np.float32)
-    popularity = (popularity - popularity.mean()) / max(float(popularity.std()), 1e-6)
-    return vectors, np.concatenate([popularity[:, None], gates.astype(np.float32)], 1)
+    clicks = np.log1p(data.train_item_counts).astype(np.float32)
+    mean, scale = float(clicks.mean()), max(float(clicks.std()), 1e-6)
+    features = np.concatenate([((clicks - mean) / scale)[:, None], gates.astype(np.float32)], 1)
+    return vectors, features, np.array([-mean / scale, 0.0, 0.0], np.float32)
 
 
 def training_lists(retriever, data, count: int, table: np.ndarray) -> CandidateLists:
@@ -93,7 +96,7 @@ def fit_ranker(retriever, data, config: RankerConfig, *, jit_compile: bool = Fal
       training lists that do are what the ranker trains on).
     """
     tf.keras.utils.set_random_seed(seed)
-    vectors, features = item_signals(retriever, data)
+    vectors, features, new_item_features = item_signals(retriever, data)
     lists = training_lists(retriever, data, config.candidates, vectors)
     report: dict = {"train_candidate_recall": lists.recall()}
     hits = lists.labels.max(1) > 0
@@ -104,7 +107,8 @@ def fit_ranker(retriever, data, config: RankerConfig, *, jit_compile: bool = Fal
                               for name, values in lists.as_examples().items()})
     logger.info("ranker: %d training lists hold their click, %d missed it and are left out",
                 int(hits.sum()), int((~hits).sum()))
-    model = RankingModel(config, vectors, features, data.train_examples["history"].shape[1])
+    model = RankingModel(config, vectors, features, data.train_examples["history"].shape[1],
+                         new_item_features)
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate),
                   jit_compile=jit_compile)
     batches = (tf.data.Dataset.from_tensor_slices(lists.as_examples())
