@@ -141,3 +141,30 @@ def test_an_ablation_equal_to_the_full_model_is_not_trained_twice():
                                    systems=("mmrec (full)", "no item id"), cold_item_share=0)
     assert set(report["main"]) == {"mmrec (full)"}
     assert report["main"]["mmrec (full)"]["test"]["NDCG@10"]["mean"] >= 0
+
+
+def test_quality_benchmark_reranks_the_full_models_top_n_with_the_ranker_and_its_ablation():
+    from mmrec.bench.quality import RANKERS
+    from mmrec.config import ModelConfig, RankerConfig, TrainConfig
+
+    base = RunConfig(data=DataConfig(batch_size=64, history_length=4, max_text_tokens=8,
+                                     vocab_size=200, dataset_options={"shop": SHOP}),
+                     model=ModelConfig(embedding_dim=16, token_dim=16, text_layers=0,
+                                       image_channels=(8,)),
+                     train=TrainConfig(jit="off"),
+                     ranker=RankerConfig(candidates=30, epochs=1, hidden_units=(16,),
+                                         batch_size=128))
+    report = run_quality_benchmark("shop", seeds=(1,), epochs=1, base=base,
+                                   systems=tuple(RANKERS), cold_item_share=0)
+    # the retriever is trained for the rankers but not reported when not asked for
+    assert set(report["main"]) == set(RANKERS)
+    for name, changes in RANKERS.items():
+        result = report["main"][name]
+        assert result["ranker"]["candidates"] == 30
+        assert result["ranker"]["attention"] == changes.get("attention", "candidate")
+        assert result["best_epochs"] == [1] and result["seeds"] == [1]
+        for part in ("valid", "test"):
+            assert 0.0 <= result[part]["NDCG@10"]["mean"] <= 1.0
+            assert 0.0 < result["candidate_recall"][part][0] < 1.0
+    table = format_quality_table(report)
+    assert "| mmrec + ranker |" in table and "| mmrec + ranker (mean history) |" in table

@@ -9,6 +9,9 @@ the shop data set the oracle that ranks by the generator's true utilities and
 the "true attributes" scorer (each item's true attributes, each user's tastes
 estimated from their clicks: the share of the oracle reachable from history),
 and the content-only TF-IDF scorer (the reference for items nobody clicked).
+The ranking stage (``mmrec + ranker``, and its mean-history ablation) re-ranks
+the top N of each seed's full model, under the same full-ranking protocol:
+items outside the N keep their retrieval order below the re-ranked ones.
 Neural systems run once per seed and report, on validation and test, the mean,
 the sample standard deviation and a 95% interval of the mean (Student's t).
 
@@ -35,16 +38,18 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from mmrec.config import DataConfig, RunConfig
+from mmrec.config import DataConfig, RankerConfig, RunConfig
 from mmrec.data.splits import SplitConfig
 from mmrec.evaluate.baselines import EASE, ContentTfidf, MostPopular
 from mmrec.evaluate.metrics import evaluate_scorer
 from mmrec.evaluate.model_scores import evaluate_model, user_vectors
 from mmrec.evaluate.probes import attribute_probe, taste_probe
+from mmrec.evaluate.reranking import evaluate_reranked
 from mmrec.features.pipeline import make_dataset
 from mmrec.model.id_two_tower import IdTwoTower
 from mmrec.train.preparation import PreparedData, load_run_dataset, prepare_data
-from mmrec.train.runtime import seed_everything
+from mmrec.train.ranker_fitting import fit_ranker
+from mmrec.train.runtime import resolve_jit, seed_everything
 from mmrec.train.trainer import load_trained, train, trained_model
 
 logger = logging.getLogger("mmrec.bench")
@@ -74,6 +79,12 @@ ABLATIONS: dict[str, dict] = {
     "concat fusion": {"fusion": "concat"},
     "mean pooling": {"history_pooling": "mean"},
     "no item id": {"item_id_embedding": False},
+}
+# The ranking stage over each seed's full model: its own settings (the config's
+# [ranker] table), then its ablation, the mean history for every candidate.
+RANKERS: dict[str, dict] = {
+    "mmrec + ranker": {},
+    "mmrec + ranker (mean history)": {"attention": "mean"},
 }
 
 
@@ -111,6 +122,21 @@ def train_id_two_tower(data: PreparedData, seed: int, epochs: int = 3,
             num_items=len(data.dataset.catalogue), cold_items=data.split.cold_items,
             train_item_counts=data.train_item_counts))
     return results[0], results[1]
+
+
+def rank_run(retriever, data: PreparedData, config: RankerConfig, seed: int,
+             jit: bool = False) -> dict:
+    """A ranker fitted over one trained retriever (chosen on validation), and
+    the two stages' validation and test metrics."""
+    started = time.perf_counter()
+    ranking, report = fit_ranker(retriever, data, config, jit_compile=jit, seed=seed,
+                                 verbose=False)
+    seconds = time.perf_counter() - started
+    test = evaluate_reranked(retriever, ranking, data.test, data, config.candidates)
+    return {"valid": report["valid"], "test": test, "best_epoch": report["best_epoch"],
+            "train_candidate_recall": report["train_candidate_recall"],
+            "valid_candidate_recall": report["valid_candidate_recall"],
+            "test_candidate_recall": test["candidate_recall"], "seconds": round(seconds, 1)}
 
 
 def mean_and_interval(values) -> dict:
@@ -227,8 +253,11 @@ def run_quality_benchmark(dataset: str, *, seeds=(1, 2, 3), epochs: int | None =
                                          "runs": [r[1] for r in tfrs_runs]}
             save_partial()
         names = ["mmrec (full)"] if table == "cold_start" else list(ABLATIONS)
+        rankers = {name: dataclasses.replace(base.ranker, **changes)
+                   for name, changes in RANKERS.items() if table == "main" and wanted(name)}
         for name in names:
-            if not wanted(name) or not applicable(name, has_images):
+            ranked = rankers if name == "mmrec (full)" else {}
+            if not (wanted(name) or ranked) or not applicable(name, has_images):
                 continue
             model_config = dataclasses.replace(base.model, **ABLATIONS[name])
             if name != "mmrec (full)" and model_config == base.model:
@@ -236,6 +265,7 @@ def run_quality_benchmark(dataset: str, *, seeds=(1, 2, 3), epochs: int | None =
                             name)
                 continue
             model_runs, valid_runs, seconds, epochs_done, probes = [], [], [], [], []
+            ranker_runs: dict[str, list[dict]] = {ranker: [] for ranker in ranked}
             for seed in seeds:
                 config = RunConfig(data=dataclasses.replace(data_config, seed=seed),
                                    model=model_config,
@@ -245,17 +275,36 @@ def run_quality_benchmark(dataset: str, *, seeds=(1, 2, 3), epochs: int | None =
                     metrics = train(dataset, config, out, verbose=0, data=data)
                     if table == "main" and dataset_obj.ground_truth is not None:
                         probes.append(probe_towers(trained_model(out, config, data), data))
+                    for ranker, ranker_config in ranked.items():
+                        logger.info("%s / %s / seed %d", table, ranker, seed)
+                        ranker_runs[ranker].append(rank_run(
+                            trained_model(out, config, data), data, ranker_config, seed,
+                            jit=resolve_jit(config.train.jit)))
                 model_runs.append(metrics["test"])
                 valid_runs.append(metrics["valid"])
                 seconds.append(metrics["train_seconds"])
                 epochs_done.append(metrics["epochs_done"])
-                results[name] = {"valid": summarise(valid_runs), "test": summarise(model_runs),
-                                 "runs": model_runs, "valid_runs": valid_runs,
-                                 "seeds": list(seeds[:len(model_runs)]),
-                                 "epochs_done": epochs_done,
-                                 **({"probes": probes} if probes else {}),
-                                 "model_changes": ABLATIONS[name],
-                                 "train_seconds": float(np.mean(seconds))}
+                if wanted(name):
+                    results[name] = {"valid": summarise(valid_runs),
+                                     "test": summarise(model_runs),
+                                     "runs": model_runs, "valid_runs": valid_runs,
+                                     "seeds": list(seeds[:len(model_runs)]),
+                                     "epochs_done": epochs_done,
+                                     **({"probes": probes} if probes else {}),
+                                     "model_changes": ABLATIONS[name],
+                                     "train_seconds": float(np.mean(seconds))}
+                for ranker, runs in ranker_runs.items():
+                    results[ranker] = {
+                        "valid": summarise([r["valid"] for r in runs]),
+                        "test": summarise([r["test"] for r in runs]),
+                        "runs": [r["test"] for r in runs],
+                        "valid_runs": [r["valid"] for r in runs],
+                        "seeds": list(seeds[:len(runs)]), "retriever": "mmrec (full)",
+                        "ranker": dataclasses.asdict(ranked[ranker]),
+                        "best_epochs": [r["best_epoch"] for r in runs],
+                        "candidate_recall": {part: [r[f"{part}_candidate_recall"] for r in runs]
+                                             for part in ("train", "valid", "test")},
+                        "train_seconds": float(np.mean([r["seconds"] for r in runs]))}
                 save_partial()
     for run in trained_runs:
         model, data, _, document = load_trained(run)
