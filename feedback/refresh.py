@@ -42,7 +42,7 @@ def refresh_version(store, model_dir: str | os.PathLike) -> tuple[Path, dict]:
     carried = {key: live.manifest[key] for key in ("feedback",) if key in live.manifest}
     target = publish(live.model, live.features, tables, live.config, model_dir, k=live.k,
                      data=live.data, split=live.split, item_embeddings=live.item_embeddings,
-                     gates=live.gates, extra=carried,
+                     gates=live.gates, extra=carried, ranker=live.ranker,
                      lineage={"from": "version", "version": live.number, "change": "refresh",
                               "clicks": len(kept), "erased_users": len(erased)})
     return target, {"clicks": len(kept), "erased_users": len(erased),

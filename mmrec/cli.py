@@ -321,7 +321,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     from mmrec.export.exporter import export_run
     started = time.perf_counter()
-    target = export_run(args.run, args.model_dir, k=args.k)
+    target = export_run(args.run, args.model_dir, k=args.k, rerank=not args.no_rerank)
     print(f"exported {args.run} as version {target.name}: {target} "
           f"({time.perf_counter() - started:.1f} s)")
     return 0
@@ -350,7 +350,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     from mmrec.serve.recommender import Recommender
     recommender = Recommender.load(args.model_dir)
     history = args.history.split(",") if args.history else None
-    results = recommender.recommend(args.user, k=args.k, history=history)
+    results = recommender.recommend(args.user, k=args.k, history=history,
+                                    rerank=not args.no_rerank)
     if args.json:
         print(json.dumps({"user_id": args.user, "version": recommender.version,
                           "recommendations": [dataclasses.asdict(r) for r in results]},
@@ -369,14 +370,18 @@ def format_recommendations(user_id: str, version: int, results) -> str:
         return f"user {user_id}: nothing left to recommend (version {version})"
     first = results[0].explanation
     lines = [f"user {user_id}, model version {version}" +
-             (" (unknown user: most popular items)" if first.fallback else "")]
-    if first.because:
-        lines.append("because you clicked: " + "; ".join(
-            f"{title} ({weight:.0%})" for _, title, weight in first.because))
+             (" (unknown user: most popular items)" if first.fallback else "") +
+             (", re-ranked" if first.reranked else "")]
+    because = lambda explanation: "; ".join(  # noqa: E731
+        f"{title} ({weight:.0%})" for _, title, weight in explanation.because)
+    if first.because and not first.reranked:  # one attention map for the whole list
+        lines.append("because you clicked: " + because(first))
     lines.append(f"{'#':>3}  {'score':>7}  {'gate t/i':>10}  item")
     for rank, rec in enumerate(results, 1):
         gate = f"{rec.explanation.text_gate:.0%}/{rec.explanation.image_gate:.0%}"
         lines.append(f"{rank:>3}  {rec.score:>7.3f}  {gate:>10}  {rec.title} [{rec.item_id}]")
+        if rec.explanation.reranked and rec.explanation.because:
+            lines.append(f"{'':>25}because you clicked: {because(rec.explanation)}")
     return "\n".join(lines)
 
 
@@ -506,6 +511,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--model-dir", default="saved_models/mmrec",
                         help="folder of versions (TF Serving's --model_base_path)")
     export.add_argument("--k", type=int, default=100, help="items per request")
+    export.add_argument("--no-rerank", action="store_true",
+                        help="leave the run's ranker out: the version serves retrieval alone")
     export.set_defaults(handler=cmd_export)
 
     catalogue = commands.add_parser("catalogue", help="change a published catalogue without "
@@ -532,6 +539,8 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("--history", help="comma-separated recent item ids, newest first")
     recommend.add_argument("--json", action="store_true", help="print JSON")
     recommend.add_argument("--sheet", help="write a contact-sheet picture (PNG)")
+    recommend.add_argument("--no-rerank", action="store_true",
+                           help="retrieval's order even when the version has a ranker")
     recommend.set_defaults(handler=cmd_recommend)
 
     bench = commands.add_parser("bench", help="benchmarks (JSON and markdown tables)")

@@ -261,6 +261,8 @@ def run_finetune(store, model_dir: str | os.PathLike, config: FinetuneConfig = F
         target = publish(
             candidate.model, candidate.features, tables, candidate.config, model_dir,
             k=live.k, data=live.data, split=live.split, verify=True,
+            # the ranker goes on as it was: the job tunes the retriever's weights
+            ranker=live.ranker,
             lineage={"from": "version", "version": live.number, "change": "fine-tune",
                      "train": config.train, "events": len(batch.events)},
             extra={"feedback": {"consumer": consumer, "store": store.store_id,

@@ -6,7 +6,10 @@ Measured on one exported version, in one process:
 * load of the version and its first answer (warm-up included);
 * in-process ``Recommender.recommend`` per call: p50 / p99 over many users;
 * the SavedModel's ``serving_default`` called from Python: p50 at batch 1, and
-  users per second at batch 64.
+  users per second at batch 64;
+* for a version with a ranker, both of the first two again with retrieval
+  alone (``rerank=False`` and the ``retrieve`` signature), side by side: the
+  cost of re-ranking.
 
 Example:
 
@@ -29,15 +32,29 @@ def percentiles(seconds: list[float]) -> dict:
             "mean_ms": round(float(values.mean()), 3)}
 
 
-def time_recommend(recommender, users: list[str], k: int, warm_up: int = 20) -> dict:
+def time_recommend(recommender, users: list[str], k: int, warm_up: int = 20,
+                   rerank: bool = True) -> dict:
     """p50 / p99 / mean milliseconds of ``recommender.recommend`` over ``users``
     (the first ``warm_up`` of them called once before, untimed)."""
     for user in users[:warm_up]:
-        recommender.recommend(user, k=k)
+        recommender.recommend(user, k=k, rerank=rerank)
     seconds = []
     for user in users:
         started = time.perf_counter()
-        recommender.recommend(user, k=k)
+        recommender.recommend(user, k=k, rerank=rerank)
+        seconds.append(time.perf_counter() - started)
+    return percentiles(seconds)
+
+
+def time_signature(signature, requests: list, warm_up: int = 20) -> dict:
+    """p50 / p99 / mean milliseconds of one SavedModel signature over
+    ``requests`` (one user id each)."""
+    for request in requests[:warm_up]:
+        signature(user_id=request)
+    seconds = []
+    for request in requests:
+        started = time.perf_counter()
+        signature(user_id=request)["scores"].numpy()
         seconds.append(time.perf_counter() - started)
     return percentiles(seconds)
 
@@ -64,18 +81,16 @@ def run_latency_benchmark(model_dir: str, *, run: str | None = None, calls: int 
     report["items"] = len(recommender._version.item_ids)
     rng = np.random.default_rng(0)
     picks = [users[i] for i in rng.integers(0, len(users), calls)]
-    report["recommend"] = time_recommend(recommender, picks, k)
-
-    serving = recommender._version.signatures["serving_default"]
+    signatures = recommender._version.signatures
+    report["reranks"] = "rank_candidates" in signatures
     single = [tf.constant([u]) for u in picks]
-    for request in single[:20]:
-        serving(user_id=request)
-    seconds = []
-    for request in single:
-        started = time.perf_counter()
-        serving(user_id=request)["scores"].numpy()
-        seconds.append(time.perf_counter() - started)
-    report["serving_default_batch_1"] = percentiles(seconds)
+    # Both stages and retrieval alone, alternating, so a busy machine slows both alike.
+    for rerank in ((True, False) if report["reranks"] else (True,)):
+        suffix = "" if rerank else "_retrieval_only"
+        report[f"recommend{suffix}"] = time_recommend(recommender, picks, k, rerank=rerank)
+        report[f"serving_default_batch_1{suffix}"] = time_signature(
+            signatures["serving_default" if rerank else "retrieve"], single)
+    serving = signatures["serving_default"]
     batches = [tf.constant(picks[i:i + 64]) for i in range(0, len(picks) - 63, 64)] or [
         tf.constant((picks * 64)[:64])]
     serving(user_id=batches[0])
@@ -93,12 +108,18 @@ def format_latency_table(report: dict) -> str:
     if "export_seconds" in report:
         lines.append(f"| export of the run (version {report['version']}) | "
                      f"{report['export_seconds']} s |")
-    lines += [
-        f"| load of the version + first answer | {report['load_and_first_answer_seconds']} s |",
-        f"| `Recommender.recommend` p50 / p99 | {report['recommend']['p50_ms']} ms / "
-        f"{report['recommend']['p99_ms']} ms |",
-        f"| `serving_default` batch 1 p50 / p99 | {report['serving_default_batch_1']['p50_ms']}"
-        f" ms / {report['serving_default_batch_1']['p99_ms']} ms |",
-        f"| `serving_default` batch 64 | "
-        f"{report['serving_default_batch_64_users_per_second']:,.0f} users/s |"]
+    lines.append(f"| load of the version + first answer | "
+                 f"{report['load_and_first_answer_seconds']} s |")
+    stages = " (retrieval + ranker)" if report.get("reranks") else ""
+    for suffix, label in (("", stages), ("_retrieval_only", " (retrieval only)")):
+        if f"recommend{suffix}" not in report:
+            continue
+        recommend, serving = report[f"recommend{suffix}"], report[
+            f"serving_default_batch_1{suffix}"]
+        lines += [f"| `Recommender.recommend`{label} p50 / p99 | {recommend['p50_ms']} ms / "
+                  f"{recommend['p99_ms']} ms |",
+                  f"| `{'retrieve' if suffix else 'serving_default'}` batch 1 p50 / p99 | "
+                  f"{serving['p50_ms']} ms / {serving['p99_ms']} ms |"]
+    lines.append(f"| `serving_default`{stages} batch 64 | "
+                 f"{report['serving_default_batch_64_users_per_second']:,.0f} users/s |")
     return "\n".join(lines)

@@ -147,13 +147,16 @@ def add_items(model_dir: str | os.PathLike, items: str | os.PathLike, *,
         vectors.append(chunk_vectors.numpy())
         gates.append(chunk_gates.numpy())
     tables = _appended_tables(published.tables, catalogue, new)
+    embeddings = np.concatenate([published.item_embeddings, *vectors])
+    ranker = (published.ranker.with_items(embeddings, np.concatenate(gates))
+              if published.ranker is not None else None)
     version = publish(
         model, grown, tables, published.config, model_dir, k=published.k, data=published.data,
         split=published.split,
         lineage={"from": "version", "version": published.number, "change": "add items",
                  "items": len(new)},
-        item_embeddings=np.concatenate([published.item_embeddings, *vectors]),
-        gates=np.concatenate([published.gates, *gates]))
+        item_embeddings=embeddings, gates=np.concatenate([published.gates, *gates]),
+        ranker=ranker)
     added = [str(catalogue.item_ids[i]) for i in new]
     logger.info("added %d items as version %s", len(added), version.name)
     return CatalogueChange(version=version, added=added, report=report)
@@ -197,5 +200,6 @@ def retire_items(model_dir: str | os.PathLike, item_ids: Iterable[str]) -> Catal
         k=published.k, data=published.data, split=published.split,
         lineage={"from": "version", "version": published.number, "change": "retire items",
                  "items": len(wanted)},
-        item_embeddings=published.item_embeddings, gates=published.gates)
+        item_embeddings=published.item_embeddings, gates=published.gates,
+        ranker=published.ranker)
     return CatalogueChange(version=version, retired=wanted)

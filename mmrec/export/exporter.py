@@ -9,6 +9,7 @@ it serves, and can be trained further, with the run folder deleted.
 Example:
 
     version_dir = export_run("runs/ml", "saved_models/mmrec", k=100)
+    version_dir = export_run("runs/ml", "saved_models/mmrec", rerank=False)  # retrieval alone
 """
 
 from __future__ import annotations
@@ -22,13 +23,19 @@ import numpy as np
 from mmrec.data.fingerprint import data_fingerprint
 from mmrec.export.publish import publish
 from mmrec.export.serving_tables import ServingTables
+from mmrec.train.ranker_training import has_ranker, load_ranker
 from mmrec.train.trainer import load_trained
 
 logger = logging.getLogger("mmrec.export")
 
 
-def export_run(run: str | os.PathLike, model_dir: str | os.PathLike, k: int = 100) -> Path:
+def export_run(run: str | os.PathLike, model_dir: str | os.PathLike, k: int = 100,
+               rerank: bool = True) -> Path:
     """Exports run folder ``run`` as the next version under ``model_dir``.
+
+    With ``rerank`` (the default) a ranker trained into the run (``mmrec
+    train-ranker``) is exported too, and the version serves both stages;
+    without one, or with ``rerank=False``, it serves retrieval alone.
 
     Returns the new version's folder.
     """
@@ -44,5 +51,7 @@ def export_run(run: str | os.PathLike, model_dir: str | os.PathLike, k: int = 10
         name = str(Path(name).resolve())
     reference = {"dataset": name, "source": dataset.source,
                  "fingerprint": data_fingerprint(dataset, data.split)}
+    ranker = load_ranker(run, model)[0] if rerank and has_ranker(run) else None
     return publish(model, data.features, tables, config, model_dir, k=k, data=reference,
-                   split=data.split, lineage={"from": "run", "run": str(Path(run).resolve())})
+                   split=data.split, lineage={"from": "run", "run": str(Path(run).resolve())},
+                   ranker=ranker)

@@ -19,6 +19,8 @@ folder it came from::
       mmrec/split.npz                           the split of the data it was trained on
       mmrec/items.json                          titles and metadata for display
       mmrec/modality_gate.npy                   modality gate weights per item
+      mmrec/ranker/                             the ranking stage, when the version has
+                                                one (ranker.json and weights/)
 
 Format 1 (before manifests) had ``mmrec/config.json`` instead of the manifest,
 tables and split: it still serves, and a job that needs more names what is
@@ -115,6 +117,7 @@ class VersionFiles:
     split_file = property(lambda self: self.side_car / "split.npz")
     items_file = property(lambda self: self.side_car / "items.json")
     gates_file = property(lambda self: self.side_car / "modality_gate.npy")
+    ranker_dir = property(lambda self: self.side_car / "ranker")
     legacy_config_file = property(lambda self: self.side_car / "config.json")
 
     @property

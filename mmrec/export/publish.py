@@ -17,7 +17,8 @@ Example:
     ...                                                        # change its model or tables
     publish(published.model, published.features, published.tables, published.config,
             "saved_models/mmrec", k=published.k, data=published.data, split=published.split,
-            lineage={"from": "version", "version": published.number})
+            lineage={"from": "version", "version": published.number},
+            ranker=published.ranker)
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from mmrec.export.serving_module import ServingModule
 from mmrec.export.serving_tables import ServingTables
 from mmrec.features.item_features import ItemFeatures
 from mmrec.features.text import TextTokenizer
+from mmrec.model.ranker import RankingModel
 from mmrec.model.two_tower import TwoTowerModel, build_two_tower
 
 logger = logging.getLogger("mmrec.export")
@@ -70,6 +72,11 @@ def warmup_requests(tables: ServingTables, signatures: list[str]) -> list[tuple[
         "user_embedding": [{"user_id": [users[0], "a-new-user"]}],
         "user_embedding_with_history": [{"user_id": [users[0], "a-new-user"],
                                          "history": history}],
+        "retrieve": [{"user_id": users[:8]}],
+        "retrieve_with_history": [{"user_id": [users[0], "a-new-user"], "history": history}],
+        "rank_candidates": [{"user_id": [users[0], "a-new-user"], "history": history,
+                             "candidate_ids": [items[:1] + ["not-an-item"],
+                                               items[-1:] + items[:1]]}],
         "embed_items": [{"item_id": ["warm-up-item"], "text": ["a warm-up item"],
                          "image": [b""]}],
     }
@@ -100,7 +107,7 @@ def publish(model: TwoTowerModel, features: ItemFeatures, tables: ServingTables,
             data: dict | None = None, split: Split | None = None,
             lineage: dict | None = None, item_embeddings: np.ndarray | None = None,
             gates: np.ndarray | None = None, verify: bool = False,
-            extra: dict | None = None) -> Path:
+            extra: dict | None = None, ranker: RankingModel | None = None) -> Path:
     """Writes ``model`` with its tables as the next version in ``model_dir``.
 
     Args:
@@ -122,6 +129,9 @@ def publish(model: TwoTowerModel, features: ItemFeatures, tables: ServingTables,
         item tower encodes the whole catalogue.
       extra: more manifest entries, by name (a fine-tuning job records the
         store position it trained through under ``"feedback"``).
+      ranker: the ranking stage to serve after retrieval (one features row per
+        item of ``tables``), kept in the side car so later versions carry it
+        on; None serves retrieval alone.
       verify: before the version becomes visible, load it in a fresh process
         and call every signature with its warm-up requests
         (:func:`mmrec.export.load_test.load_test`); a failure publishes nothing.
@@ -148,7 +158,8 @@ def publish(model: TwoTowerModel, features: ItemFeatures, tables: ServingTables,
                          f"{tables.num_items} items")
     model.item_table.assign(item_embeddings)
     module = ServingModule(model, tables, item_embeddings,
-                           TextTokenizer(features.vocabulary, config.data.max_text_tokens), k)
+                           TextTokenizer(features.vocabulary, config.data.max_text_tokens), k,
+                           ranker=ranker)
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=model_dir))
@@ -164,6 +175,8 @@ def publish(model: TwoTowerModel, features: ItemFeatures, tables: ServingTables,
         if split is not None:
             split.save(files.split_file)
         np.save(files.gates_file, gates.astype(np.float32))
+        if ranker is not None:
+            ranker.write(files.ranker_dir)
         files.items_file.write_text(json.dumps({
             "item_ids": tables.item_ids.tolist(), "metadata": tables.metadata,
             "history_length": tables.history_length, "k": k}))
@@ -172,6 +185,8 @@ def publish(model: TwoTowerModel, features: ItemFeatures, tables: ServingTables,
             "config": config.to_dict(), "k": k, "history_length": tables.history_length,
             "items": tables.num_items, "users": len(tables.user_ids),
             "data": data, "data_until": tables.data_until, "lineage": lineage or {},
+            "ranker": ({"candidates": module.candidates,
+                        "attention": ranker.config.attention} if ranker is not None else None),
             **(extra or {})}, indent=2))
         if verify:
             load_test(staging)
@@ -199,6 +214,7 @@ class PublishedModel:
       manifest: the whole manifest.
       item_embeddings: float32 [N, D] the vectors the version serves.
       gates: float32 [N, 2] their modality gate weights (text, image).
+      ranker: the ranking stage the version serves after retrieval, or None.
     """
 
     number: int
@@ -213,6 +229,7 @@ class PublishedModel:
     manifest: dict
     item_embeddings: np.ndarray
     gates: np.ndarray
+    ranker: RankingModel | None = None
 
     def load_data(self) -> tuple[Dataset, Split]:
         """The data set this version was trained on, loaded again, and its split.
@@ -261,4 +278,6 @@ def load_published(path: str | os.PathLike, *, task: str = "load for training") 
                           manifest=manifest,
                           item_embeddings=served.get_tensor(
                               "item_embeddings/.ATTRIBUTES/VARIABLE_VALUE"),
-                          gates=np.load(files.gates_file))
+                          gates=np.load(files.gates_file),
+                          ranker=(RankingModel.read(files.ranker_dir)[0]
+                                  if files.ranker_dir.exists() else None))

@@ -24,6 +24,22 @@ Signatures:
 * ``user_embedding`` / ``user_embedding_with_history``: the user vector,
   history attention and the (merged) history's ids, for the in-process
   :class:`mmrec.serve.Recommender`, which leaves out the same items.
+
+A version exported with a ranker (:class:`mmrec.model.ranker.RankingModel`)
+answers in two stages: ``serving_default`` and ``recommend_with_history``
+retrieve the top N = max(the ranker's candidates, K) by dot product, after
+the same exclusions, and return the top K of those in the ranker's order,
+with ``item_history_weights`` [B, K, H] (how much each history click weighed
+for each returned item) and ``history_item_ids`` [B, H]; ``scores`` are then
+the ranker's. A user served the popularity list keeps it as it is. It also
+has:
+
+* ``retrieve`` / ``retrieve_with_history``: retrieval alone, the outputs of
+  ``serving_default`` / ``recommend_with_history`` without a ranker.
+* ``rank_candidates``: ``user_id`` [B], ``history`` [B, H'], ``candidate_ids``
+  [B, N] -> ``scores`` [B, N] (unknown ids -1e9), ``history_weights`` [B, N, H]
+  and ``history_item_ids`` [B, H], for the in-process Recommender, which
+  retrieves in NumPy or ScaNN and re-ranks here.
 """
 
 from __future__ import annotations
@@ -34,6 +50,7 @@ import tensorflow as tf
 from mmrec.data.images import GRAY_WEIGHTS
 from mmrec.export.serving_tables import ServingTables
 from mmrec.features.text import TextTokenizer
+from mmrec.model.ranker import RankingModel
 from mmrec.model.two_tower import TwoTowerModel
 
 NEG_INF = -1e9
@@ -78,10 +95,13 @@ class ServingModule(tf.Module):
       item_embeddings: float32 [N, D] the item tower's outputs.
       tokenizer: the WordPiece tokenizer of the item text.
       k: how many items the recommending signatures return.
+      ranker: the ranking stage, or None to serve retrieval alone; it scores
+        with the served item embeddings and its own per-item features (one
+        row per item, in the tables' order).
     """
 
     def __init__(self, model: TwoTowerModel, tables: ServingTables, item_embeddings: np.ndarray,
-                 tokenizer: TextTokenizer, k: int) -> None:
+                 tokenizer: TextTokenizer, k: int, ranker: RankingModel | None = None) -> None:
         super().__init__(name="mmrec_serving")
         item_ids, user_ids = tables.item_ids, tables.user_ids
         histories, history_mask = tables.histories, tables.history_mask
@@ -122,6 +142,25 @@ class ServingModule(tf.Module):
         # vectors cannot embed new items from raw content.
         self.embeds_raw_content = (model.spec.text_feature_dim is None
                                    and model.spec.image_feature_dim is None)
+        self.reranks = ranker is not None
+        if ranker is not None:
+            self._attach_ranker(ranker, num_items)
+
+    def _attach_ranker(self, ranker: RankingModel, num_items: int) -> None:
+        rows = int(ranker.item_features.shape[0])
+        if rows != num_items or ranker.history_length != self.history_length:
+            raise ValueError(f"the ranker was built for {rows} items and a history of "
+                             f"{ranker.history_length}; the version has {num_items} items and "
+                             f"a history of {self.history_length}")
+        self.ranker = ranker.ranker
+        self.ranker_features = tf.Variable(ranker.item_features.numpy(), trainable=False,
+                                           name="ranker_item_features")
+        self.candidates = int(min(max(ranker.config.candidates, self.k), num_items))
+        self.rank_candidates = tf.function(
+            self._rank_candidates,
+            input_signature=[tf.TensorSpec([None], tf.string, name="user_id"),
+                             tf.TensorSpec([None, None], tf.string, name="history"),
+                             tf.TensorSpec([None, None], tf.string, name="candidate_ids")])
 
     # -- helpers (traced into each signature) -------------------------------------------
     def _user_rows(self, user_id):
@@ -181,27 +220,23 @@ class ServingModule(tf.Module):
         values, indices = tf.math.top_k(scores, k=self.k)
         return {"item_ids": tf.gather(self.item_ids, indices), "scores": values}
 
-    # -- signatures ---------------------------------------------------------------------
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
-    def serving_default(self, user_id):
+    def _default_request(self, user_id):
+        """A user scored on the history frozen at export: (scores [B, I] with what
+        they saw left out, popularity for an unknown user; users; history; mask;
+        personal [B])."""
         rows = self._user_rows(user_id)
         known = rows < self.num_users
         history, mask = self._frozen_history(rows)
-        users, _ = self._user_vectors(rows, history, mask)
+        users, attention = self._user_vectors(rows, history, mask)
         scores = tf.matmul(users, self.item_embeddings, transpose_b=True)
         scores = tf.where(self._scatter_mask(rows, self._seen(rows)), NEG_INF, scores)
         popular = tf.broadcast_to(self.popularity[None], tf.shape(scores))
-        return self._top_k(tf.where(known[:, None], scores, popular))
+        scores = tf.where(known[:, None], scores, popular)
+        return scores, users, attention, history, mask, known
 
-    def _seen(self, rows):
-        """Every item each row's user saw in the exported log (ragged [B, None])."""
-        starts = tf.gather(self.seen_indptr, rows)
-        ends = tf.gather(self.seen_indptr, rows + 1)
-        return tf.gather(self.seen_items, tf.ragged.range(starts, ends))
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id"),
-                                  tf.TensorSpec([None, None], tf.string, name="history")])
-    def recommend_with_history(self, user_id, history):
+    def _history_request(self, user_id, history):
+        """A user scored on the history given merged ahead of the frozen one; the
+        same parts as :meth:`_default_request`."""
         rows = self._user_rows(user_id)
         merged, mask, given, given_mask = self._merged_history(rows, history)
         users, attention = self._user_vectors(rows, merged, mask)
@@ -215,7 +250,76 @@ class ServingModule(tf.Module):
         scores = tf.where(self._scatter_mask(rows, self._seen(rows)), NEG_INF, scores)
         scores = tf.where(self._scatter_mask(rows, tf.ragged.boolean_mask(given, given_mask)),
                           NEG_INF, scores)
+        return scores, users, attention, merged, mask, personal
+
+    def _rerank(self, users, history, mask, candidates):
+        """The ranker's scores [B, N] and history weights [B, N, H] of candidate
+        indices [B, N], from the served item vectors (what it was trained on)."""
+        vectors = tf.gather(self.item_embeddings, candidates)
+        retrieval = tf.einsum("bd,bnd->bn", users, vectors)
+        features = tf.concat([retrieval[..., None], tf.gather(self.ranker_features, candidates)],
+                             -1)
+        return self.ranker(tf.gather(self.item_embeddings, history), mask, vectors, features,
+                           training=False)
+
+    def _two_stage(self, scores, users, history, mask, personal):
+        """The top N by ``scores``, re-ordered by the ranker, cut to K. Items left
+        out stay last; a row served popularity keeps its order."""
+        scores = tf.where(self.retired[None], NEG_INF, scores)
+        retrieved, candidates = tf.math.top_k(scores, k=self.candidates)
+        ranked, weights = self._rerank(users, history, mask, candidates)
+        usable = retrieved > NEG_INF / 2
+        ranked = tf.where(personal[:, None], ranked, retrieved)
+        order = tf.argsort(tf.where(usable, ranked, 2 * NEG_INF), axis=1,
+                           direction="DESCENDING", stable=True)[:, :self.k]
+        chosen = tf.gather(candidates, order, batch_dims=1)
+        return {"item_ids": tf.gather(self.item_ids, chosen),
+                "scores": tf.gather(tf.where(usable, ranked, NEG_INF), order, batch_dims=1),
+                "item_history_weights": tf.gather(weights, order, batch_dims=1),
+                "history_item_ids": tf.where(mask, tf.gather(self.item_ids, history), "")}
+
+    # -- signatures ---------------------------------------------------------------------
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
+    def serving_default(self, user_id):
+        scores, users, _, history, mask, personal = self._default_request(user_id)
+        if self.reranks:
+            return self._two_stage(scores, users, history, mask, personal)
+        return self._top_k(scores)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
+    def retrieve(self, user_id):
+        return self._top_k(self._default_request(user_id)[0])
+
+    def _seen(self, rows):
+        """Every item each row's user saw in the exported log (ragged [B, None])."""
+        starts = tf.gather(self.seen_indptr, rows)
+        ends = tf.gather(self.seen_indptr, rows + 1)
+        return tf.gather(self.seen_items, tf.ragged.range(starts, ends))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id"),
+                                  tf.TensorSpec([None, None], tf.string, name="history")])
+    def recommend_with_history(self, user_id, history):
+        scores, users, attention, merged, mask, personal = self._history_request(user_id,
+                                                                                 history)
+        if self.reranks:
+            return {**self._two_stage(scores, users, merged, mask, personal),
+                    "history_attention": attention}
         return {**self._top_k(scores), "history_attention": attention}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id"),
+                                  tf.TensorSpec([None, None], tf.string, name="history")])
+    def retrieve_with_history(self, user_id, history):
+        scores, _, attention, _, _, _ = self._history_request(user_id, history)
+        return {**self._top_k(scores), "history_attention": attention}
+
+    def _rank_candidates(self, user_id, history, candidate_ids):
+        rows = self._user_rows(user_id)
+        merged, mask, _, _ = self._merged_history(rows, history)
+        users, _ = self._user_vectors(rows, merged, mask)
+        indices = self.item_table.lookup(candidate_ids)
+        scores, weights = self._rerank(users, merged, mask, tf.maximum(indices, 0))
+        return {"scores": tf.where(indices >= 0, scores, NEG_INF), "history_weights": weights,
+                "history_item_ids": tf.where(mask, tf.gather(self.item_ids, merged), "")}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
     def user_embedding(self, user_id):
@@ -260,4 +364,8 @@ class ServingModule(tf.Module):
                       "user_embedding_with_history": self.user_embedding_with_history}
         if self.embeds_raw_content:
             signatures["embed_items"] = self.embed_items
+        if self.reranks:
+            signatures.update(retrieve=self.retrieve,
+                              retrieve_with_history=self.retrieve_with_history,
+                              rank_candidates=self.rank_candidates)
         return signatures

@@ -3,9 +3,10 @@
 The Python way to use an mmrec model. It loads a version that ``mmrec export``
 wrote (the same SavedModel TF Serving loads), computes the user's vector in
 the graph, scores the catalogue in NumPy (or with a ScaNN index on large
-catalogues) and explains each result: the history clicks that drew most
-attention, and how much of the item's vector came from its text and from its
-picture.
+catalogues), re-ranks the top N with the version's ranker when it has one,
+and explains each result: the history clicks that weighed most (for that
+item, when the ranker ordered it), and the modality gate's weights of its
+text and its picture.
 
 A user is scored on their recent clicks merged ahead of the history frozen in
 the version (duplicates dropped, the newest H kept). The recent clicks come
@@ -74,12 +75,17 @@ class Explanation:
         not shares of the item vector: the content projection and the id
         vector come after the gate, and the two sides differ in scale.
       fallback: "popularity" when the user was unknown and had no history.
+      reranked: True when the ranking stage ordered the item; ``because`` then
+        holds the history clicks that weighed most for this item in
+        particular (the ranker reads the history once per candidate), not
+        the retrieval's one attention map for the whole list.
     """
 
     because: tuple[tuple[str, str, float], ...]
     text_gate: float
     image_gate: float
     fallback: str | None = None
+    reranked: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +118,7 @@ class _Version:
     data_until: float | None
     index: object | None
     loaded: object = None  # the restored SavedModel; keeps its resources alive
+    candidates: int = 0    # N the ranking stage re-orders; 0: retrieval alone
 
 
 class Recommender:
@@ -173,7 +180,9 @@ class Recommender:
                      else np.zeros(len(item_ids), dtype=bool)),
             metadata=side_car["metadata"], history_length=side_car["history_length"],
             data_until=(files.manifest().get("data_until") if files.format >= 2 else None),
-            index=self._build_index(embeddings), loaded=loaded)
+            index=self._build_index(embeddings), loaded=loaded,
+            candidates=(int(files.manifest()["ranker"]["candidates"])
+                        if "rank_candidates" in loaded.signatures else 0))
         self._warm_up(state)
         return state
 
@@ -186,6 +195,10 @@ class Recommender:
             state.signatures["user_embedding"](user_id=user)
             state.signatures["user_embedding_with_history"](
                 user_id=user, history=tf.constant([[""] * state.history_length]))
+            if state.candidates:
+                state.signatures["rank_candidates"](
+                    user_id=user, history=tf.constant([[""]]),
+                    candidate_ids=tf.constant([state.item_ids[:state.candidates].tolist()]))
 
     def _build_index(self, embeddings: np.ndarray):
         if len(embeddings) < self.scann_min_items:
@@ -214,7 +227,8 @@ class Recommender:
 
     # -- recommending -------------------------------------------------------------------
     def recommend(self, user_id: str, k: int = 10, exclude_seen: bool = True,
-                  history: Sequence[str] | None = None) -> list[Recommendation]:
+                  history: Sequence[str] | None = None,
+                  rerank: bool = True) -> list[Recommendation]:
         """The top ``k`` items for ``user_id``, each with its explanation.
 
         The user is scored on their clicks since the version was published
@@ -229,6 +243,10 @@ class Recommender:
             exported log, and, for any user, every item of the history given.
           history: the user's recent item ids, newest first, instead of the
             history source's.
+          rerank: with a version that has a ranker, re-order the top
+            max(N, k) retrieved items with it, as the SavedModel's
+            ``serving_default`` does; False keeps retrieval's order (its
+            ``retrieve`` signature). A version without a ranker retrieves only.
         """
         if isinstance(user_id, (int, np.integer)) and not isinstance(user_id, bool):
             user_id = str(user_id)
@@ -258,28 +276,41 @@ class Recommender:
             if row is not None:
                 excluded.update(state.seen_items[
                     state.seen_indptr[row]:state.seen_indptr[row + 1]].tolist())
+        reranking = personal and rerank and state.candidates > 0
+        depth = max(k, state.candidates) if reranking else k
         if personal:
-            scores = self._scores(state, out["embedding"].numpy()[0], k + len(excluded))
+            scores = self._scores(state, out["embedding"].numpy()[0], depth + len(excluded))
         else:
             scores = state.popularity.astype(np.float64).copy()
         if excluded:
             scores[list(excluded)] = -np.inf
         scores[state.retired] = -np.inf  # retired items are never recommended
-        top = top_k(scores, k)
-        because = tuple((item, self._title(state, item), float(weight)) for item, weight in
-                        sorted(((h, w) for h, w in zip(history_ids, attention) if h),
-                               key=lambda pair: -pair[1])[:3])
+        top = top_k(scores, depth)
+        item_scores = scores[top]
+        weights = np.broadcast_to(attention, (len(top), len(attention)))
+        if reranking and len(top):
+            ranked = state.signatures["rank_candidates"](
+                user_id=tf.constant([user_id]), history=tf.constant([given or [""]]),
+                candidate_ids=tf.constant([state.item_ids[top].tolist()]))
+            item_scores = ranked["scores"].numpy()[0].astype(np.float64)
+            weights = ranked["history_weights"].numpy()[0]
+            order = np.lexsort((np.arange(len(top)), -item_scores))  # ties: retrieval order
+            top, item_scores, weights = top[order], item_scores[order], weights[order]
         results = []
-        for item in top.tolist():
+        for rank, item in enumerate(top[:k].tolist()):
             item_id = str(state.item_ids[item])
+            because = tuple((h, self._title(state, h), float(w)) for h, w in sorted(
+                ((h, w) for h, w in zip(history_ids, weights[rank]) if h),
+                key=lambda pair: -pair[1])[:3])
             results.append(Recommendation(
-                item_id=item_id, score=float(scores[item]), title=self._title(state, item_id),
+                item_id=item_id, score=float(item_scores[rank]),
+                title=self._title(state, item_id),
                 metadata={key: values[item] for key, values in state.metadata.items()},
                 explanation=Explanation(
                     because=because if personal else (),
                     text_gate=float(state.gates[item, 0]),
                     image_gate=float(state.gates[item, 1]),
-                    fallback=None if personal else "popularity")))
+                    fallback=None if personal else "popularity", reranked=reranking)))
         return results
 
     def _recent_items(self, user_id: str, state: _Version) -> list[str]:
@@ -333,11 +364,12 @@ _default: Recommender | None = None
 _default_lock = threading.Lock()
 
 
-def recommend(user_id: str, k: int = 10) -> list[Recommendation]:
-    """Recommendations from ``$MMREC_MODEL_DIR`` (default ``./saved_models/mmrec``)."""
+def recommend(user_id: str, k: int = 10, rerank: bool = True) -> list[Recommendation]:
+    """Recommendations from ``$MMREC_MODEL_DIR`` (default ``./saved_models/mmrec``);
+    ``rerank=False`` keeps retrieval's order when the version has a ranker."""
     global _default
     with _default_lock:
         model_dir = Path(os.environ.get("MMREC_MODEL_DIR", DEFAULT_MODEL_DIR))
         if _default is None or _default.model_dir != model_dir:
             _default = Recommender.load(model_dir)
-    return _default.recommend(user_id, k=k)
+    return _default.recommend(user_id, k=k, rerank=rerank)

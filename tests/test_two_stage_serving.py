@@ -1,0 +1,198 @@
+"""Serving both stages: a version exported with its run's ranker retrieves the
+top N, re-ranks them in the graph and explains each item by its own history
+weights; the Python API answers alike, and retrieval alone stays one switch away."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mmrec.config import RankerConfig
+from mmrec.export.exporter import export_run
+from mmrec.export.layout import VersionFiles
+from mmrec.serve import Recommender
+from mmrec.train.ranker_training import load_ranker, train_ranker
+from mmrec.train.trainer import load_trained
+
+K, CANDIDATES = 5, 20
+
+
+@pytest.fixture(scope="module")
+def ranked_run(shop_run, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("two-stage") / "run"
+    shutil.copytree(shop_run[0], run)
+    train_ranker(run, RankerConfig(candidates=CANDIDATES, epochs=1, hidden_units=(16,),
+                                   batch_size=64), jit="off", seed=2, verbose=False)
+    return run
+
+
+@pytest.fixture(scope="module")
+def model_dir(ranked_run, tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("two-stage-models") / "mmrec"
+    export_run(ranked_run, directory, k=K)
+    return directory
+
+
+def expected_two_stage(run: Path, user_ids: list[str]) -> tuple[list[list[str]], list[str]]:
+    """Each known user's re-ranked top K, computed from the run with the Keras
+    models (retrieval over the catalogue minus what the user saw, the ranker
+    over the top N), and retrieval's own top K."""
+    from mmrec.export.serving_tables import last_items, seen_items
+    model, data, config, _ = load_trained(run)
+    ranking, _ = load_ranker(run, model)
+    log = data.dataset.interactions
+    history, mask = last_items(log, config.data.history_length)
+    table = ranking.item_vectors.numpy()
+    indptr, items = seen_items(log)
+    reranked, retrieved = [], []
+    for user_id in user_ids:
+        row = log.user_index()[user_id]
+        user = model.user_vectors(history[row:row + 1], mask[row:row + 1],
+                                  np.array([row], np.int32))[0].numpy()[0]
+        scores = table @ user
+        scores[items[indptr[row]:indptr[row + 1]]] = -np.inf
+        top = np.argsort(-scores, kind="stable")[:CANDIDATES]
+        ranked = ranking.score_lists(history[row:row + 1], mask[row:row + 1], top[None],
+                                     scores[top][None])[0].numpy()[0]
+        order = np.lexsort((np.arange(CANDIDATES), -ranked))[:K]
+        ids = data.dataset.catalogue.item_ids
+        reranked.append(ids[top[order]].tolist())
+        retrieved.append(ids[top[:K]].tolist())
+    return reranked, retrieved
+
+
+def test_the_version_carries_the_ranker_and_answers_every_signature_in_a_fresh_process(
+        model_dir):
+    from mmrec.export.load_test import load_test
+    version = VersionFiles(model_dir / "1")
+    assert (version.ranker_dir / "ranker.json").exists()
+    assert version.manifest()["ranker"] == {"candidates": CANDIDATES, "attention": "candidate"}
+    report = load_test(model_dir / "1")
+    assert {"retrieve", "retrieve_with_history", "rank_candidates",
+            "serving_default"} <= report["signatures"].keys()
+
+
+def test_serving_default_reranks_the_top_n_as_the_trained_models_do(model_dir, ranked_run):
+    loaded = tf.saved_model.load(str(model_dir / "1"))
+    users = [str(u) for u in loaded.user_ids.numpy().astype(str)[:12]]
+    reranked, retrieved = expected_two_stage(ranked_run, users)
+    out = loaded.signatures["serving_default"](user_id=tf.constant(users))
+    assert out["item_ids"].numpy().astype(str).tolist() == reranked
+    assert out["item_history_weights"].shape[:2] == (len(users), K)
+    weights = out["item_history_weights"].numpy()
+    np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-5)  # every user has clicks
+    assert not np.allclose(weights[:, :1], weights)  # a read of the history per item
+    alone = loaded.signatures["retrieve"](user_id=tf.constant(users))
+    assert alone["item_ids"].numpy().astype(str).tolist() == retrieved
+    assert reranked != retrieved  # the ranker changed some order
+
+
+def test_the_python_api_reranks_and_explains_each_item_like_the_savedmodel(model_dir):
+    recommender = Recommender.load(model_dir)
+    loaded = tf.saved_model.load(str(model_dir / "1"))
+    users = [str(u) for u in loaded.user_ids.numpy().astype(str)[:8]]
+    graph = loaded.signatures["serving_default"](user_id=tf.constant(users))
+    history = graph["history_item_ids"].numpy().astype(str)
+    for row, user in enumerate(users):
+        results = recommender.recommend(user, k=K)
+        assert [r.item_id for r in results] == graph["item_ids"].numpy()[row].astype(
+            str).tolist()
+        np.testing.assert_allclose([r.score for r in results], graph["scores"].numpy()[row],
+                                   rtol=1e-4, atol=1e-5)
+        for rank, rec in enumerate(results):
+            assert rec.explanation.reranked
+            weights = graph["item_history_weights"].numpy()[row, rank]
+            strongest = history[row][int(np.argmax(weights))]
+            assert rec.explanation.because[0][0] == strongest
+            assert rec.explanation.because[0][2] == pytest.approx(weights.max(), abs=1e-5)
+        alone = recommender.recommend(user, k=K, rerank=False)
+        retrieved = loaded.signatures["retrieve"](user_id=tf.constant([user]))
+        assert [r.item_id for r in alone] == retrieved["item_ids"].numpy()[0].astype(
+            str).tolist()
+        assert not any(r.explanation.reranked for r in alone)
+
+
+def test_recent_clicks_reach_the_ranker_in_the_graph_and_in_python(model_dir):
+    recommender = Recommender.load(model_dir)
+    loaded = tf.saved_model.load(str(model_dir / "1"))
+    user = str(loaded.user_ids.numpy()[0].decode())
+    clicks = loaded.item_ids.numpy().astype(str)[-2:].tolist()
+    graph = loaded.signatures["recommend_with_history"](user_id=tf.constant([user]),
+                                                         history=tf.constant([clicks]))
+    assert graph["history_item_ids"].numpy()[0].astype(str)[:2].tolist() == clicks
+    results = recommender.recommend(user, k=K, history=clicks)
+    assert [r.item_id for r in results] == graph["item_ids"].numpy()[0].astype(str).tolist()
+    assert not set(clicks) & {r.item_id for r in results}
+    new_user = recommender.recommend("someone-new", k=K)  # popularity, not re-ranked
+    assert new_user[0].explanation.fallback == "popularity"
+    assert not new_user[0].explanation.reranked
+
+
+def test_no_rerank_exports_retrieval_alone(ranked_run, tmp_path):
+    export_run(ranked_run, tmp_path / "mmrec", k=K, rerank=False)
+    loaded = tf.saved_model.load(str(tmp_path / "mmrec" / "1"))
+    assert "rank_candidates" not in loaded.signatures
+    assert not (tmp_path / "mmrec" / "1" / "mmrec" / "ranker").exists()
+    result = Recommender.load(tmp_path / "mmrec").recommend(
+        str(loaded.user_ids.numpy()[0].decode()), k=K)
+    assert not result[0].explanation.reranked
+
+
+def test_catalogue_add_grows_the_rankers_items_and_the_new_version_reranks(model_dir,
+                                                                           tmp_path):
+    from mmrec.export.catalogue_changes import add_items
+    from mmrec.export.publish import load_published
+    from PIL import Image
+    directory = tmp_path / "mmrec"
+    shutil.copytree(model_dir, directory)
+    (tmp_path / "img").mkdir()
+    Image.fromarray(np.full((28, 28), 90, np.uint8)).save(tmp_path / "img" / "n1.png")
+    (tmp_path / "new.csv").write_text("item_id,title,image_path\n"
+                                      "n1,a new grey jacket,img/n1.png\n")
+    change = add_items(directory, tmp_path / "new.csv")
+    grown = load_published(change.version)
+    old = load_published(directory / "1")
+    assert grown.ranker is not None
+    features = grown.ranker.item_features.numpy()
+    np.testing.assert_array_equal(features[:-1], old.ranker.item_features.numpy())
+    assert features[-1, 0] == pytest.approx(old.ranker.new_item_features[0])  # never clicked
+    np.testing.assert_allclose(features[-1, 1:], grown.gates[-1], rtol=1e-6)
+    loaded = tf.saved_model.load(str(change.version))
+    out = loaded.signatures["rank_candidates"](
+        user_id=tf.constant([str(loaded.user_ids.numpy()[0].decode())]),
+        history=tf.constant([[""]]), candidate_ids=tf.constant([["n1"]]))
+    assert np.isfinite(out["scores"].numpy()).all()
+
+
+def test_cli_recommend_explains_each_reranked_item_and_can_skip_the_ranker(model_dir):
+    user = str(tf.saved_model.load(str(model_dir / "1")).user_ids.numpy()[0].decode())
+    command = [sys.executable, "-m", "mmrec.cli", "recommend", "--user", user, "-k", str(K),
+               "--model-dir", str(model_dir)]
+    shown = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    assert ", re-ranked" in shown.stdout
+    assert shown.stdout.count("because you clicked:") == K  # one line per item
+    plain = subprocess.run(command + ["--no-rerank", "--json"], capture_output=True, text=True,
+                           timeout=300, check=False)
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    results = json.loads(plain.stdout)["recommendations"]
+    assert not any(r["explanation"]["reranked"] for r in results)
+
+
+def test_the_latency_benchmark_times_both_stages_beside_retrieval_alone(model_dir):
+    from mmrec.bench.latency import format_latency_table, run_latency_benchmark
+    report = run_latency_benchmark(str(model_dir), calls=30, k=K)
+    assert report["reranks"]
+    for key in ("recommend", "recommend_retrieval_only", "serving_default_batch_1",
+                "serving_default_batch_1_retrieval_only"):
+        assert 0 < report[key]["p50_ms"] <= report[key]["p99_ms"], key
+    table = format_latency_table(report)
+    assert "| `Recommender.recommend` (retrieval + ranker) p50 / p99 |" in table
+    assert "| `retrieve` batch 1 p50 / p99 |" in table
