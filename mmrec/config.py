@@ -422,6 +422,13 @@ class RankerConfig:
         validation NDCG@10 of the re-ranked full ranking is kept.
       learning_rate: Adam's step size.
       batch_size: lists per training step.
+      retrieval_scale: the ranker's score is its network's output plus this
+        times the retrieval score (the retriever's cosine). At the retriever's
+        own 1 / temperature (20 for 0.05) the ranker starts from the
+        retriever's logits and learns a correction to them; its last layer
+        then starts at zero, so an untrained ranker orders as retrieval
+        does. 0: the network alone, which reads the retrieval score only as
+        one feature among others.
 
     Example:
 
@@ -438,6 +445,7 @@ class RankerConfig:
     epochs: int = 3
     learning_rate: float = 0.001
     batch_size: int = 256
+    retrieval_scale: float = 0.0
 
     def __post_init__(self) -> None:
         _check_choice("ranker.attention", self.attention, RANKER_ATTENTIONS)
@@ -454,6 +462,8 @@ class RankerConfig:
             raise ValueError(f"ranker.hidden_units must be positive, got {self.hidden_units}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"ranker.dropout must be in [0, 1), got {self.dropout}")
+        if self.retrieval_scale < 0:
+            raise ValueError(f"ranker.retrieval_scale must be >= 0, got {self.retrieval_scale}")
         if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
             raise ValueError(f"ranker.epochs and ranker.batch_size must be >= 1 and "
                              f"ranker.learning_rate > 0, got {self.epochs}, "

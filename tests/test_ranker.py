@@ -151,3 +151,21 @@ def test_only_candidate_attention_finds_the_close_match_on_new_lists(attention):
         assert accuracy > 0.85
     else:
         assert accuracy < 0.6
+
+
+def test_with_a_retrieval_prior_an_untrained_ranker_orders_as_retrieval_does():
+    rng = np.random.default_rng(5)
+    history = rng.normal(size=(3, HISTORY, 8)).astype(np.float32)
+    candidates = rng.normal(size=(3, 6, 8)).astype(np.float32)
+    mask = np.ones((3, HISTORY), bool)
+    retrieval = rng.uniform(-1, 1, size=(3, 6)).astype(np.float32)
+    features = retrieval[..., None]
+    ranker = CandidateRanker(RankerConfig(retrieval_scale=20.0, heads=1), HISTORY, 8)
+    scores, _ = ranker(history, mask, candidates, features, retrieval=retrieval)
+    np.testing.assert_allclose(scores.numpy(), 20.0 * retrieval, rtol=1e-6)
+    with pytest.raises(ValueError, match="pass retrieval"):
+        ranker(history, mask, candidates, features)
+    # without the prior the network's own start is not retrieval's order
+    plain, _ = CandidateRanker(RankerConfig(heads=1), HISTORY, 8)(history, mask, candidates,
+                                                                   features)
+    assert not np.allclose(plain.numpy(), 20.0 * retrieval)

@@ -260,7 +260,7 @@ class ServingModule(tf.Module):
         features = tf.concat([retrieval[..., None], tf.gather(self.ranker_features, candidates)],
                              -1)
         return self.ranker(tf.gather(self.item_embeddings, history), mask, vectors, features,
-                           training=False)
+                           retrieval=retrieval, training=False)
 
     def _two_stage(self, scores, users, history, mask, personal):
         """The top N by ``scores``, re-ordered by the ranker, cut to K. Items left

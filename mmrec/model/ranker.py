@@ -65,11 +65,17 @@ class CandidateRanker(tf.keras.layers.Layer):
         self.hidden = [tf.keras.layers.Dense(units, activation="relu", name=f"hidden_{layer}")
                        for layer, units in enumerate(config.hidden_units)]
         self.dropout = tf.keras.layers.Dropout(config.dropout)
-        self.score = tf.keras.layers.Dense(1, name="score")
+        # With a retrieval prior the network learns a correction, starting at none.
+        self.score = tf.keras.layers.Dense(
+            1, kernel_initializer="zeros" if config.retrieval_scale else "glorot_uniform",
+            name="score")
 
-    def call(self, history_vectors, history_mask, candidates, features, training=False):
+    def call(self, history_vectors, history_mask, candidates, features, retrieval=None,
+             training=False):
         """history_vectors [B, H, D], history_mask [B, H] bool, candidates [B, N, D],
-        features [B, N, F] -> (scores [B, N], history weights [B, N, H])."""
+        features [B, N, F], retrieval [B, N] (the retrieval scores, added at
+        ``config.retrieval_scale``; needed when it is not 0) -> (scores [B, N],
+        history weights [B, N, H])."""
         history_mask = tf.convert_to_tensor(history_mask, tf.bool)
         candidates = tf.convert_to_tensor(candidates, self.compute_dtype)
         features = tf.convert_to_tensor(features)
@@ -91,8 +97,13 @@ class CandidateRanker(tf.keras.layers.Layer):
             x = cross(x0, x)
         for layer in self.hidden:
             x = layer(self.dropout(x, training=training))
-        scores = tf.reshape(self.score(x), tf.shape(candidates)[:2])
-        return tf.cast(scores, tf.float32), weights
+        scores = tf.cast(tf.reshape(self.score(x), tf.shape(candidates)[:2]), tf.float32)
+        if self.config.retrieval_scale:
+            if retrieval is None:
+                raise ValueError("this ranker adds the retrieval scores (ranker.retrieval_scale "
+                                 f"{self.config.retrieval_scale}); pass retrieval [B, N]")
+            scores += self.config.retrieval_scale * tf.cast(retrieval, tf.float32)
+        return scores, weights
 
     def get_config(self):
         return {**super().get_config(), "config": dataclasses.asdict(self.config),
@@ -188,11 +199,12 @@ class RankingModel(tfrs.Model):
                     training: bool = False):
         """history int [B, H], history_mask bool [B, H], candidates int [B, N],
         retrieval_scores float [B, N] -> (scores [B, N], history weights [B, N, H])."""
-        features = tf.concat([tf.cast(retrieval_scores, tf.float32)[..., None],
+        retrieval_scores = tf.cast(retrieval_scores, tf.float32)
+        features = tf.concat([retrieval_scores[..., None],
                               tf.gather(self.item_features, candidates)], -1)
         return self.ranker(tf.gather(self.item_vectors, history), history_mask,
                            tf.gather(self.item_vectors, candidates), features,
-                           training=training)
+                           retrieval=retrieval_scores, training=training)
 
     def compute_loss(self, batch, training=False) -> tf.Tensor:
         scores, _ = self.score_lists(batch["history"], batch["history_mask"],
