@@ -22,6 +22,7 @@ from mmrec.train.ranker_fitting import fit_ranker, training_lists
 from mmrec.train.ranker_training import has_ranker, load_ranker, train_ranker
 from mmrec.train.run_folder import IncompleteRunError
 from mmrec.train.trainer import load_trained
+from run_fixtures import CONFIG, SHOP
 
 COUNT = 20
 
@@ -174,3 +175,23 @@ def test_train_ranker_refuses_settings_it_cannot_use_before_any_work(shop_run, c
     assert main(["train-ranker", "--run", str(shop_run[0]), "--set", option]) == 2
     assert message in capsys.readouterr().err
     assert not has_ranker(shop_run[0])
+
+
+def test_with_ranker_clicks_the_lists_come_from_clicks_the_retriever_did_not_train_on(
+        retriever):
+    import dataclasses
+
+    from mmrec.data.splits import SplitConfig
+    from mmrec.train.preparation import prepare_data
+    model, data = retriever
+    held = prepare_data(data.dataset, dataclasses.replace(
+        CONFIG.data, split=SplitConfig(ranker_clicks=2)), features=data.features)
+    assert held.ranker_examples is not None and data.ranker_examples is None
+    clicks = held.split.ranker
+    assert len(clicks) == 2 * SHOP["num_users"]
+    assert not set(clicks) & set(held.split.train)
+    lists = training_lists(model, held, COUNT, model.refresh_item_table())
+    np.testing.assert_array_equal(lists.history, held.ranker_examples["history"])
+    hits = lists.labels.max(1) > 0
+    np.testing.assert_array_equal(lists.candidates[lists.labels == 1],
+                                  held.dataset.interactions.item[clicks][hits])

@@ -92,3 +92,39 @@ def test_split_config_refuses_impossible_values():
         SplitConfig(time_fractions=(0.5, 0.1, 0.1))
     with pytest.raises(ValueError, match="scheme"):
         SplitConfig(scheme="random")
+    with pytest.raises(ValueError, match="ranker_clicks must be >= 0"):
+        SplitConfig(ranker_clicks=-1)
+
+
+def test_ranker_clicks_are_each_users_last_training_clicks_and_leave_one_to_train():
+    dataset = tiny_dataset()
+    # train in time order: a: row5 (t1), row1 (t3); b: row2; c: row6
+    split = make_split(dataset, SplitConfig(ranker_clicks=1))
+    assert split.ranker.tolist() == [1]            # a's last training click
+    assert split.train.tolist() == [5, 2, 6]       # b and c keep their only one
+    assert split.valid.tolist() == [0] and split.test.tolist() == [3, 4]
+    assert split.sizes()["ranker"] == 1
+    assert "ranker" not in make_split(dataset).sizes()
+
+
+def test_movielens_ranker_clicks_come_out_of_training_and_round_trip(tmp_path):
+    from mmrec.data.fingerprint import split_hash
+    dataset = load_movielens_100k()
+    plain = make_split(dataset)
+    held = make_split(dataset, SplitConfig(ranker_clicks=3))
+    assert len(held.ranker) == 3 * 943 and len(held.train) == 98_114 - 3 * 943
+    assert sorted(np.r_[held.train, held.ranker].tolist()) == sorted(plain.train.tolist())
+    log = dataset.interactions
+    for user in (0, 100, 942):  # the held clicks are the user's latest training clicks
+        mine = plain.train[log.user[plain.train] == user]
+        assert set(held.ranker[log.user[held.ranker] == user]) == set(mine[-3:])
+    held.save(tmp_path / "split.npz")
+    again = type(held).load(tmp_path / "split.npz")
+    np.testing.assert_array_equal(again.ranker, held.ranker)
+    assert split_hash(again) == split_hash(held) != split_hash(plain)
+    # a split without ranker clicks keeps the hash recorded before the part existed
+    from mmrec.data.fingerprint import _digest
+    assert split_hash(plain) == _digest(plain.train.astype(np.int64),
+                                        plain.valid.astype(np.int64),
+                                        plain.test.astype(np.int64), plain.cold_items,
+                                        np.asarray([plain.scheme], dtype=object))

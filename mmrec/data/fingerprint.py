@@ -60,9 +60,12 @@ def interactions_hash(log: Interactions) -> str:
 
 def split_hash(split: Split) -> str:
     """A digest of the split's rows, cold items and scheme."""
+    # The ranker's rows only when there are any, so splits without them keep
+    # the hashes that runs and versions recorded before the part existed.
+    ranker = [split.ranker.astype(np.int64)] if len(split.ranker) else []
     return _digest(split.train.astype(np.int64), split.valid.astype(np.int64),
                    split.test.astype(np.int64), split.cold_items.astype(bool),
-                   np.asarray([split.scheme], dtype=object))
+                   np.asarray([split.scheme], dtype=object), *ranker)
 
 
 def data_fingerprint(dataset: Dataset, split: Split) -> dict[str, str]:

@@ -36,7 +36,7 @@ from mmrec.data.records import text_value
 from mmrec.data.tables import read_table, require_columns
 from mmrec.data.timestamps import column_seconds
 
-PARTS = ("train", "valid", "test")
+PARTS = ("train", "valid", "test", "ranker")
 SCHEMES = ("auto", "leave_one_out", "time", "explicit")
 
 
@@ -52,6 +52,14 @@ class SplitConfig:
       time_fractions: train/valid/test shares of the global time split.
       cold_item_share: share of interacted items held out of training.
       seed: chooses the cold items.
+      ranker_clicks: each user's last this many training clicks are kept out
+        of the retriever's training, for the ranking stage: the ranker then
+        learns from the retriever's lists for clicks the retriever never saw,
+        as at serving, instead of lists for clicks it was trained on (whose
+        targets it scores with the confidence of having seen them). A user
+        keeps at least one training click; the held clicks stay in later
+        clicks' histories. 0: none (the ranker learns from the training
+        clicks' own lists).
     """
 
     scheme: str = "auto"
@@ -59,6 +67,7 @@ class SplitConfig:
     time_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     cold_item_share: float = 0.0
     seed: int = 42
+    ranker_clicks: int = 0
 
     def __post_init__(self) -> None:
         if self.scheme not in SCHEMES:
@@ -69,6 +78,8 @@ class SplitConfig:
                              f"got {self.time_fractions}")
         if not 0.0 <= self.cold_item_share < 1.0:
             raise ValueError(f"cold_item_share must be in [0, 1), got {self.cold_item_share}")
+        if self.ranker_clicks < 0:
+            raise ValueError(f"ranker_clicks must be >= 0, got {self.ranker_clicks}")
 
 
 @dataclasses.dataclass
@@ -79,6 +90,8 @@ class Split:
       train, valid, test: int64 row indices, in chronological order per user.
       cold_items: bool [num_items], items held out of training entirely.
       scheme: the scheme that produced it.
+      ranker: rows kept out of the retriever's training for the ranking
+        stage (``SplitConfig.ranker_clicks``); empty by default.
     """
 
     train: np.ndarray
@@ -86,10 +99,14 @@ class Split:
     test: np.ndarray
     cold_items: np.ndarray
     scheme: str
+    ranker: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
 
     def sizes(self) -> dict[str, int]:
-        return {"train": len(self.train), "valid": len(self.valid), "test": len(self.test),
-                "cold_items": int(self.cold_items.sum())}
+        sizes = {"train": len(self.train), "valid": len(self.valid), "test": len(self.test),
+                 "cold_items": int(self.cold_items.sum())}
+        if len(self.ranker):
+            sizes["ranker"] = len(self.ranker)
+        return sizes
 
     def part(self, name: str) -> np.ndarray:
         if name not in PARTS:
@@ -99,13 +116,16 @@ class Split:
     def save(self, path: str | Path) -> None:
         """Writes the rows, cold items and scheme to one ``.npz`` file."""
         np.savez(path, train=self.train, valid=self.valid, test=self.test,
-                 cold_items=self.cold_items, scheme=np.asarray(self.scheme))
+                 cold_items=self.cold_items, scheme=np.asarray(self.scheme),
+                 ranker=self.ranker)
 
     @classmethod
     def load(cls, path: str | Path) -> "Split":
         with np.load(path, allow_pickle=False) as stored:
+            ranker = stored["ranker"] if "ranker" in stored.files else np.zeros(0, np.int64)
             return cls(train=stored["train"], valid=stored["valid"], test=stored["test"],
-                       cold_items=stored["cold_items"], scheme=str(stored["scheme"]))
+                       cold_items=stored["cold_items"], scheme=str(stored["scheme"]),
+                       ranker=ranker)
 
 
 def leave_one_out_labels(interactions: Interactions) -> np.ndarray:
@@ -209,5 +229,22 @@ def make_split(dataset: Dataset, config: SplitConfig = SplitConfig()) -> Split:
     order = log.chronological_order()
     ordered_labels = labels[order]
     train = order[(ordered_labels == "train") & ~cold[log.item[order]]]
-    return Split(train=train, valid=order[ordered_labels == "valid"],
-                 test=order[ordered_labels == "test"], cold_items=cold, scheme=scheme)
+    held = last_clicks_per_user(log.user[train], config.ranker_clicks)
+    return Split(train=train[~held], valid=order[ordered_labels == "valid"],
+                 test=order[ordered_labels == "test"], cold_items=cold, scheme=scheme,
+                 ranker=train[held])
+
+
+def last_clicks_per_user(users: np.ndarray, count: int) -> np.ndarray:
+    """bool over chronological rows of ``users``: each user's last ``count``
+    rows, for users with more than ``count`` (each keeps at least one)."""
+    held = np.zeros(len(users), bool)
+    if count < 1 or not len(users):
+        return held
+    grouped = np.lexsort((np.arange(len(users)), users))   # by user, in time order
+    starts = np.flatnonzero(np.r_[True, np.diff(users[grouped]) != 0])
+    sizes = np.diff(np.r_[starts, len(users)])
+    size = np.repeat(sizes, sizes)
+    from_end = size - 1 - (np.arange(len(users)) - np.repeat(starts, sizes))
+    held[grouped[(from_end < count) & (size > count)]] = True
+    return held

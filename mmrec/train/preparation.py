@@ -40,6 +40,7 @@ class PreparedData:
     train_examples: dict[str, np.ndarray]
     valid: EvaluationQueries
     test: EvaluationQueries
+    ranker_examples: dict[str, np.ndarray] | None = None  # the split's ranker clicks
 
     @property
     def train_item_counts(self) -> np.ndarray:
@@ -66,7 +67,10 @@ def prepare_data(dataset: Dataset, config: DataConfig, split: Split | None = Non
     return PreparedData(
         dataset=dataset, features=features, split=split, train_examples=examples,
         valid=build_queries(dataset.interactions, split, "valid", config.history_length),
-        test=build_queries(dataset.interactions, split, "test", config.history_length))
+        test=build_queries(dataset.interactions, split, "test", config.history_length),
+        ranker_examples=(build_examples(dataset.interactions, split, "ranker",
+                                        config.history_length, num_items)
+                         if len(split.ranker) else None))
 
 
 def check_config(config: RunConfig, data: PreparedData) -> None:

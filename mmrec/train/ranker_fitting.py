@@ -55,10 +55,13 @@ def item_signals(retriever, data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def training_lists(retriever, data, count: int, table: np.ndarray) -> CandidateLists:
-    """One list per training click, from the history before it, the items in
-    that history kept out of the list; lists that missed the click are kept
-    too (all-zero labels): :func:`fit_ranker` drops them and counts them."""
-    examples = data.train_examples
+    """One list per ranker click (the split's ``ranker`` part, clicks the
+    retriever never trained on) or, without any, per training click: from
+    the history before it, the items in that history kept out of the list;
+    lists that missed the click are kept too (all-zero labels):
+    :func:`fit_ranker` drops them and counts them."""
+    examples = (data.ranker_examples if data.ranker_examples is not None
+                else data.train_examples)
     history, mask = examples["history"], examples["history_mask"]
     users = encode_users(retriever, history, mask, examples["user"], batch_size=2048)
     num_items = len(table)
@@ -98,7 +101,9 @@ def fit_ranker(retriever, data, config: RankerConfig, *, jit_compile: bool = Fal
     tf.keras.utils.set_random_seed(seed)
     vectors, features, new_item_features = item_signals(retriever, data)
     lists = training_lists(retriever, data, config.candidates, vectors)
-    report: dict = {"train_candidate_recall": lists.recall()}
+    report: dict = {"train_candidate_recall": lists.recall(),
+                    "lists_from": ("held-out ranker clicks" if data.ranker_examples is not None
+                                   else "training clicks")}
     hits = lists.labels.max(1) > 0
     if not hits.any():
         raise ValueError(f"fit_ranker: the retriever's top {config.candidates} holds none of "
