@@ -406,7 +406,9 @@ class RankerConfig:
     the ranker orders them with a read of the history per candidate.
 
     Attributes:
-      candidates: N, how many retrieved items the ranker re-orders.
+      candidates: N, how many retrieved items the ranker re-orders; 100 was
+        chosen on validation (MovieLens, seed 1: 0.1262 against 0.1253 at
+        200; docs/BENCHMARKS.md).
       attention: "candidate" (each candidate attends over the history) or
         "mean" (the ablation: the plain mean of the history for every
         candidate).
