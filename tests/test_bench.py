@@ -147,8 +147,13 @@ def test_quality_benchmark_reranks_the_full_models_top_n_with_the_ranker_and_its
     from mmrec.bench.quality import RANKERS
     from mmrec.config import ModelConfig, RankerConfig, TrainConfig
 
+    from mmrec.data.splits import SplitConfig
+
+    # the config's own split settings reach the benchmark's split: here the
+    # ranker's lists come from clicks the retriever did not train on
     base = RunConfig(data=DataConfig(batch_size=64, history_length=4, max_text_tokens=8,
-                                     vocab_size=200, dataset_options={"shop": SHOP}),
+                                     vocab_size=200, dataset_options={"shop": SHOP},
+                                     split=SplitConfig(ranker_clicks=2)),
                      model=ModelConfig(embedding_dim=16, token_dim=16, text_layers=0,
                                        image_channels=(8,)),
                      train=TrainConfig(jit="off"),
@@ -163,6 +168,7 @@ def test_quality_benchmark_reranks_the_full_models_top_n_with_the_ranker_and_its
         assert result["ranker"]["candidates"] == 30
         assert result["ranker"]["attention"] == changes.get("attention", "candidate")
         assert result["best_epochs"] == [1] and result["seeds"] == [1]
+        assert result["lists_from"] == ["held-out ranker clicks"]
         for part in ("valid", "test"):
             assert 0.0 <= result[part]["NDCG@10"]["mean"] <= 1.0
             assert 0.0 < result["candidate_recall"][part][0] < 1.0

@@ -39,7 +39,6 @@ import numpy as np
 import tensorflow as tf
 
 from mmrec.config import DataConfig, RankerConfig, RunConfig
-from mmrec.data.splits import SplitConfig
 from mmrec.evaluate.baselines import EASE, ContentTfidf, MostPopular
 from mmrec.evaluate.metrics import evaluate_scorer
 from mmrec.evaluate.model_scores import evaluate_model, user_vectors
@@ -134,6 +133,7 @@ def rank_run(retriever, data: PreparedData, config: RankerConfig, seed: int,
     seconds = time.perf_counter() - started
     test = evaluate_reranked(retriever, ranking, data.test, data, config.candidates)
     return {"valid": report["valid"], "test": test, "best_epoch": report["best_epoch"],
+            "lists_from": report["lists_from"],
             "train_candidate_recall": report["train_candidate_recall"],
             "valid_candidate_recall": report["valid_candidate_recall"],
             "test_candidate_recall": test["candidate_recall"], "seconds": round(seconds, 1)}
@@ -214,7 +214,10 @@ def run_quality_benchmark(dataset: str, *, seeds=(1, 2, 3), epochs: int | None =
     for table, share in (("main", 0.0), ("cold_start", cold_item_share)):
         if table == "cold_start" and not share:
             continue
-        data_config = dataclasses.replace(base.data, split=SplitConfig(cold_item_share=share))
+        # The config's own split settings (scheme, ranker clicks, ...) hold in both
+        # tables; only the share of cold items is the table's.
+        data_config = dataclasses.replace(
+            base.data, split=dataclasses.replace(base.data.split, cold_item_share=share))
         dataset_obj = load_run_dataset(dataset, data_config)
         data = prepare_data(dataset_obj, data_config)
         has_images = data.features.images is not None or data.features.image_features is not None
@@ -302,6 +305,7 @@ def run_quality_benchmark(dataset: str, *, seeds=(1, 2, 3), epochs: int | None =
                         "seeds": list(seeds[:len(runs)]), "retriever": "mmrec (full)",
                         "ranker": dataclasses.asdict(ranked[ranker]),
                         "best_epochs": [r["best_epoch"] for r in runs],
+                        "lists_from": sorted({r["lists_from"] for r in runs}),
                         "candidate_recall": {part: [r[f"{part}_candidate_recall"] for r in runs]
                                              for part in ("train", "valid", "test")},
                         "train_seconds": float(np.mean([r["seconds"] for r in runs]))}
