@@ -471,6 +471,12 @@ class RankerConfig:
                              f"ranker.learning_rate > 0, got {self.epochs}, "
                              f"{self.batch_size} and {self.learning_rate}")
 
+    @classmethod
+    def from_dict(cls, values: dict) -> "RankerConfig":
+        """From a ``[ranker]`` table (or its JSON copy in a ranker folder):
+        unknown keys and wrong types refused, lists read as tuples."""
+        return _from_table(cls, values, "ranker")
+
 
 def _from_table(cls, values: dict, prefix: str):
     return cls(**checked_values(cls, values, prefix))
@@ -503,7 +509,7 @@ class RunConfig:
         return cls(data=DataConfig.from_dict(document.get("data", {})),
                    model=_from_table(ModelConfig, document.get("model", {}), "model"),
                    train=_from_table(TrainConfig, document.get("train", {}), "train"),
-                   ranker=_from_table(RankerConfig, document.get("ranker", {}), "ranker"))
+                   ranker=RankerConfig.from_dict(document.get("ranker", {})))
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike) -> "RunConfig":

@@ -112,9 +112,7 @@ class CandidateRanker(tf.keras.layers.Layer):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        shape = config.pop("config")
-        shape["hidden_units"] = tuple(shape["hidden_units"])
-        return cls(RankerConfig(**shape), **config)
+        return cls(RankerConfig.from_dict(config.pop("config")), **config)
 
 
 def listwise_softmax_loss(scores: tf.Tensor, labels: tf.Tensor,
@@ -238,9 +236,7 @@ class RankingModel(tfrs.Model):
         ``folder``, which must not exist yet."""
         folder = Path(folder)
         folder.mkdir(parents=True)
-        tf.train.Checkpoint(ranker=self.ranker, item_vectors=self.item_vectors,
-                            item_features=self.item_features).write(
-            str(folder / self.WEIGHTS / "ranker"))
+        self._weights_checkpoint().write(str(folder / self.WEIGHTS / "ranker"))
         shapes = {"items": int(self.item_vectors.shape[0]),
                   "dim": int(self.item_vectors.shape[1]),
                   "features": int(self.item_features.shape[1]),
@@ -264,13 +260,18 @@ class RankingModel(tfrs.Model):
             raise FileNotFoundError(f"ranker folder {folder} is incomplete: it needs "
                                     f"{cls.DOCUMENT} and {cls.WEIGHTS}/")
         document = json.loads((folder / cls.DOCUMENT).read_text())
-        table, shapes = document["config"], document["shapes"]
-        config = RankerConfig(**{**table, "hidden_units": tuple(table["hidden_units"])})
-        model = cls(config, np.zeros((shapes["items"], shapes["dim"]), np.float32),
+        shapes = document["shapes"]
+        model = cls(RankerConfig.from_dict(document["config"]),
+                    np.zeros((shapes["items"], shapes["dim"]), np.float32),
                     np.zeros((shapes["items"], shapes["features"]), np.float32),
                     shapes["history_length"], np.asarray(shapes["new_item_features"]))
         model.build_ranker()
-        tf.train.Checkpoint(ranker=model.ranker, item_vectors=model.item_vectors,
-                            item_features=model.item_features).read(
+        model._weights_checkpoint().read(
             str(folder / cls.WEIGHTS / "ranker")).assert_existing_objects_matched()
         return model, document
+
+    def _weights_checkpoint(self) -> tf.train.Checkpoint:
+        """What :meth:`write` keeps and :meth:`read` restores: the ranker's
+        weights, the item table and the item features."""
+        return tf.train.Checkpoint(ranker=self.ranker, item_vectors=self.item_vectors,
+                                   item_features=self.item_features)
