@@ -50,7 +50,7 @@ import tensorflow as tf
 from mmrec.data.images import GRAY_WEIGHTS
 from mmrec.export.serving_tables import ServingTables
 from mmrec.features.text import TextTokenizer
-from mmrec.model.ranker import RankingModel
+from mmrec.model.ranker import RankingModel, score_candidates
 from mmrec.model.two_tower import TwoTowerModel
 
 NEG_INF = -1e9
@@ -255,12 +255,9 @@ class ServingModule(tf.Module):
     def _rerank(self, users, history, mask, candidates):
         """The ranker's scores [B, N] and history weights [B, N, H] of candidate
         indices [B, N], from the served item vectors (what it was trained on)."""
-        vectors = tf.gather(self.item_embeddings, candidates)
-        retrieval = tf.einsum("bd,bnd->bn", users, vectors)
-        features = tf.concat([retrieval[..., None], tf.gather(self.ranker_features, candidates)],
-                             -1)
-        return self.ranker(tf.gather(self.item_embeddings, history), mask, vectors, features,
-                           retrieval=retrieval, training=False)
+        retrieval = tf.einsum("bd,bnd->bn", users, tf.gather(self.item_embeddings, candidates))
+        return score_candidates(self.ranker, self.item_embeddings, self.ranker_features,
+                                history, mask, candidates, retrieval)
 
     def _two_stage(self, scores, users, history, mask, personal):
         """The top N by ``scores``, re-ordered by the ranker, cut to K. Items left

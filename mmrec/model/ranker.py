@@ -115,6 +115,25 @@ class CandidateRanker(tf.keras.layers.Layer):
         return cls(RankerConfig.from_dict(config.pop("config")), **config)
 
 
+def score_candidates(ranker: CandidateRanker, item_vectors, item_features, history,
+                     history_mask, candidates, retrieval_scores, training: bool = False):
+    """The ranker over item indices: history int [B, H], history_mask bool
+    [B, H], candidates int [B, N] and retrieval_scores float [B, N], read
+    through the item table [I, D] and item features [I, F] -> (scores [B, N],
+    history weights [B, N, H]).
+
+    Each candidate's features are its retrieval score, then its
+    ``item_features`` row. Training (:class:`RankingModel`) and the serving
+    graph both assemble the ranker's inputs here, so they cannot drift apart.
+    """
+    retrieval_scores = tf.cast(retrieval_scores, tf.float32)
+    features = tf.concat([retrieval_scores[..., None], tf.gather(item_features, candidates)],
+                         -1)
+    return ranker(tf.gather(item_vectors, history), history_mask,
+                  tf.gather(item_vectors, candidates), features, retrieval=retrieval_scores,
+                  training=training)
+
+
 def listwise_softmax_loss(scores: tf.Tensor, labels: tf.Tensor,
                           list_mask: tf.Tensor | None = None) -> tf.Tensor:
     """Mean softmax cross-entropy of each list: the clicked candidate against
@@ -197,12 +216,8 @@ class RankingModel(tfrs.Model):
                     training: bool = False):
         """history int [B, H], history_mask bool [B, H], candidates int [B, N],
         retrieval_scores float [B, N] -> (scores [B, N], history weights [B, N, H])."""
-        retrieval_scores = tf.cast(retrieval_scores, tf.float32)
-        features = tf.concat([retrieval_scores[..., None],
-                              tf.gather(self.item_features, candidates)], -1)
-        return self.ranker(tf.gather(self.item_vectors, history), history_mask,
-                           tf.gather(self.item_vectors, candidates), features,
-                           retrieval=retrieval_scores, training=training)
+        return score_candidates(self.ranker, self.item_vectors, self.item_features, history,
+                                history_mask, candidates, retrieval_scores, training)
 
     def compute_loss(self, batch, training=False) -> tf.Tensor:
         scores, _ = self.score_lists(batch["history"], batch["history_mask"],
