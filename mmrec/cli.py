@@ -265,9 +265,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                "valid": evaluate_model(model, data.valid, data),
                "test": evaluate_model(model, data.test, data)}
     if has_ranker(args.run):  # the two stages too
-        ranking, ranker = load_ranker(args.run, model)
+        ranking, _ = load_ranker(args.run, model)
         metrics["ranker"] = {part: evaluate_reranked(model, ranking, queries, data,
-                                                     ranker["config"]["candidates"])
+                                                     ranking.config.candidates)
                              for part, queries in (("valid", data.valid), ("test", data.test))}
     print(json.dumps(metrics, indent=2) if args.json else format_metrics(metrics))
     return 0

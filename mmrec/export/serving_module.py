@@ -202,10 +202,14 @@ class ServingModule(tf.Module):
         """The history frozen at export: (indices [B, H], mask [B, H])."""
         return tf.gather(self.histories, rows), tf.gather(self.history_mask, rows)
 
+    def _history_ids(self, history, mask):
+        """History indices [B, H] as item ids, "" where masked."""
+        return tf.where(mask, tf.gather(self.item_ids, history), "")
+
     def _user_outputs(self, rows, history, mask):
         users, attention = self._user_vectors(rows, history, mask)
         return {"embedding": users, "history_attention": attention,
-                "history_item_ids": tf.where(mask, tf.gather(self.item_ids, history), ""),
+                "history_item_ids": self._history_ids(history, mask),
                 "known_user": rows < self.num_users}
 
     def _scatter_mask(self, batch_rows, items):
@@ -273,7 +277,7 @@ class ServingModule(tf.Module):
         return {"item_ids": tf.gather(self.item_ids, chosen),
                 "scores": tf.gather(tf.where(usable, ranked, NEG_INF), order, batch_dims=1),
                 "item_history_weights": tf.gather(weights, order, batch_dims=1),
-                "history_item_ids": tf.where(mask, tf.gather(self.item_ids, history), "")}
+                "history_item_ids": self._history_ids(history, mask)}
 
     # -- signatures ---------------------------------------------------------------------
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
@@ -316,7 +320,7 @@ class ServingModule(tf.Module):
         indices = self.item_table.lookup(candidate_ids)
         scores, weights = self._rerank(users, merged, mask, tf.maximum(indices, 0))
         return {"scores": tf.where(indices >= 0, scores, NEG_INF), "history_weights": weights,
-                "history_item_ids": tf.where(mask, tf.gather(self.item_ids, merged), "")}
+                "history_item_ids": self._history_ids(merged, mask)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
     def user_embedding(self, user_id):

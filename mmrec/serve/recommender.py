@@ -166,6 +166,7 @@ class Recommender:
         loaded = tf.saved_model.load(str(path))
         files = VersionFiles(path)
         side_car = files.items()
+        manifest = files.manifest() if files.manifest_file.is_file() else {}  # format 1: none
         item_ids = loaded.item_ids.numpy().astype(str)
         user_ids = loaded.user_ids.numpy().astype(str).tolist()
         embeddings = loaded.item_embeddings.numpy()
@@ -179,9 +180,9 @@ class Recommender:
             retired=(loaded.retired.numpy() if hasattr(loaded, "retired")
                      else np.zeros(len(item_ids), dtype=bool)),
             metadata=side_car["metadata"], history_length=side_car["history_length"],
-            data_until=(files.manifest().get("data_until") if files.format >= 2 else None),
+            data_until=manifest.get("data_until"),
             index=self._build_index(embeddings), loaded=loaded,
-            candidates=(int(files.manifest()["ranker"]["candidates"])
+            candidates=(int(manifest["ranker"]["candidates"])
                         if "rank_candidates" in loaded.signatures else 0))
         self._warm_up(state)
         return state
