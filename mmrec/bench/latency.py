@@ -32,33 +32,34 @@ def percentiles(seconds: list[float]) -> dict:
             "mean_ms": round(float(values.mean()), 3)}
 
 
-def time_recommend(recommender, users: list[str], k: int, warm_up: int = 20,
-                   rerank: bool = True) -> dict:
-    """p50 / p99 / mean milliseconds of ``recommender.recommend`` over ``users``
-    (the first ``warm_up`` of them called once before, untimed)."""
-    for user in users[:warm_up]:
-        recommender.recommend(user, k=k, rerank=rerank)
+def time_calls(call, inputs: list, warm_up: int = 20) -> dict:
+    """p50 / p99 / mean milliseconds of ``call(x)`` over ``inputs`` (the first
+    ``warm_up`` of them called once before, untimed, with graph optimisation's
+    harmless cost-model lines held back)."""
+    from mmrec._tf_env import quiet_native_noise
+    with quiet_native_noise():
+        for value in inputs[:warm_up]:
+            call(value)
     seconds = []
-    for user in users:
+    for value in inputs:
         started = time.perf_counter()
-        recommender.recommend(user, k=k, rerank=rerank)
+        call(value)
         seconds.append(time.perf_counter() - started)
     return percentiles(seconds)
+
+
+def time_recommend(recommender, users: list[str], k: int, warm_up: int = 20,
+                   rerank: bool = True) -> dict:
+    """:func:`time_calls` of ``recommender.recommend`` over ``users``."""
+    return time_calls(lambda user: recommender.recommend(user, k=k, rerank=rerank), users,
+                      warm_up)
 
 
 def time_signature(signature, requests: list, warm_up: int = 20) -> dict:
-    """p50 / p99 / mean milliseconds of one SavedModel signature over
-    ``requests`` (one user id each)."""
-    from mmrec._tf_env import quiet_native_noise
-    with quiet_native_noise():  # graph optimisation's harmless cost-model lines
-        for request in requests[:warm_up]:
-            signature(user_id=request)
-    seconds = []
-    for request in requests:
-        started = time.perf_counter()
-        signature(user_id=request)["scores"].numpy()
-        seconds.append(time.perf_counter() - started)
-    return percentiles(seconds)
+    """:func:`time_calls` of one SavedModel signature over ``requests`` (one
+    user id each), its scores fetched."""
+    return time_calls(lambda request: signature(user_id=request)["scores"].numpy(), requests,
+                      warm_up)
 
 
 def run_latency_benchmark(model_dir: str, *, run: str | None = None, calls: int = 500,
