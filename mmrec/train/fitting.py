@@ -26,7 +26,6 @@ Example:
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from typing import Callable
 
@@ -39,7 +38,7 @@ from mmrec.features.pipeline import make_dataset
 from mmrec.model.two_tower import TwoTowerModel, build_two_tower
 from mmrec.train.image_pretraining import pretrain_model_images
 from mmrec.train.preparation import PreparedData
-from mmrec.train.run_folder import RunFolder
+from mmrec.train.run_folder import RunFolder, replace_folder
 
 logger = logging.getLogger("mmrec.train")
 
@@ -135,15 +134,7 @@ class TrainingMonitor(ItemTableRefresh):
     def _write_best(self) -> None:
         """Writes the best weights beside ``best/`` and swaps them in, so a kill
         mid-write never leaves ``best/`` half written."""
-        partial = self.folder.path / "best.partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        self.two_tower.write_checkpoint(partial)
-        previous = self.folder.path / "best.previous"
-        shutil.rmtree(previous, ignore_errors=True)
-        if self.folder.best_dir.exists():
-            self.folder.best_dir.rename(previous)
-        partial.rename(self.folder.best_dir)
-        shutil.rmtree(previous, ignore_errors=True)
+        replace_folder(self.folder.best_dir, self.two_tower.write_checkpoint)
 
 
 def fit_run(config: RunConfig, folder: RunFolder, data: PreparedData, state: dict, *,

@@ -35,15 +35,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from mmrec.config import RankerConfig
 from mmrec.evaluate.reranking import evaluate_reranked
 from mmrec.model.ranker import RankingModel
 from mmrec.train.ranker_fitting import fit_ranker
-from mmrec.train.run_folder import IncompleteRunError, RunFolder
+from mmrec.train.run_folder import IncompleteRunError, RunFolder, replace_folder
 from mmrec.train.runtime import resolve_jit
 from mmrec.train.trainer import load_trained
 
@@ -91,30 +89,13 @@ def train_ranker(run: str | os.PathLike, config: RankerConfig | None = None, *,
     document = {"format": RANKER_FORMAT, "jit_compile": compiled, "seed": seed, "report": report,
                 "valid": report["valid"], "test": test,
                 "retrieval": {part: retrieval.get(part) for part in ("valid", "test")}}
-    _write(folder.path, model, document)
+    replace_folder(ranker_dir(run), lambda path: model.write(path, document))
     document = json.loads((ranker_dir(run) / RankingModel.DOCUMENT).read_text())
     logger.info("ranker: validation NDCG@10 %.4f (retrieval %.4f), written to %s",
                 document["valid"]["NDCG@10"],
                 (document["retrieval"]["valid"] or {}).get("NDCG@10", float("nan")),
                 ranker_dir(run))
     return document
-
-
-def _write(run: Path, model: RankingModel, document: dict) -> None:
-    """The ranker, staged beside the run and renamed into place."""
-    staging = Path(tempfile.mkdtemp(prefix=".ranker.writing-", dir=run))
-    try:
-        model.write(staging / "ranker", document)
-        target = ranker_dir(run)
-        if target.exists():
-            retired = Path(tempfile.mkdtemp(prefix=".ranker.replaced-", dir=run))
-            target.rename(retired / "ranker")
-            (staging / "ranker").rename(target)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            (staging / "ranker").rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def load_ranker(run: str | os.PathLike, retriever=None) -> tuple[RankingModel, dict]:

@@ -30,13 +30,31 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
+from typing import Callable
 
 from mmrec.config import DataConfig, RunConfig
 from mmrec.data.splits import Split
 
 RUN_FORMAT = 2
 """2: config.json records the data's fingerprint (1: before it did)."""
+
+
+def replace_folder(target: Path, write: Callable[[Path], object]) -> None:
+    """Writes a folder with ``write(path)`` beside ``target`` and swaps it in,
+    so a kill mid-write never leaves ``target`` half written: the earlier one
+    stays until the new one is complete (leftovers of a killed write are
+    cleared first)."""
+    partial = target.with_name(f"{target.name}.partial")
+    previous = target.with_name(f"{target.name}.previous")
+    shutil.rmtree(partial, ignore_errors=True)
+    write(partial)
+    shutil.rmtree(previous, ignore_errors=True)
+    if target.exists():
+        target.rename(previous)
+    partial.rename(target)
+    shutil.rmtree(previous, ignore_errors=True)
 
 
 class IncompleteRunError(FileNotFoundError):
