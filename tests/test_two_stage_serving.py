@@ -196,3 +196,76 @@ def test_the_latency_benchmark_times_both_stages_beside_retrieval_alone(model_di
     table = format_latency_table(report)
     assert "| `Recommender.recommend` (retrieval + ranker) p50 / p99 |" in table
     assert "| `retrieve` batch 1 p50 / p99 |" in table
+
+
+def window_clicks(model_dir: Path, count: int = 200, seed: int = 3) -> list[dict]:
+    """Clicks of the version's own users on its items, after its data."""
+    from mmrec.export.publish import load_published
+    version = load_published(model_dir)
+    items, users = version.tables.item_ids.tolist(), version.tables.user_ids.tolist()
+    rng = np.random.default_rng(seed)
+    start = version.tables.data_until + 60
+    return [{"user_id": users[rng.integers(len(users))],
+             "item_id": items[rng.integers(len(items))], "event": "click",
+             "timestamp": start + n} for n in range(count)]
+
+
+def test_the_ranker_read_over_moved_item_vectors_keeps_its_weights_and_click_counts(model_dir):
+    from mmrec.export.publish import load_published
+    live = load_published(model_dir / "1")
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=live.item_embeddings.shape).astype(np.float32)
+    gates = rng.uniform(size=live.gates.shape).astype(np.float32)
+    moved = live.ranker.over(vectors, gates)
+    np.testing.assert_array_equal(moved.item_vectors.numpy(), vectors)
+    features = moved.item_features.numpy()
+    np.testing.assert_array_equal(features[:, -2:], gates)
+    np.testing.assert_array_equal(features[:, 0], live.ranker.item_features.numpy()[:, 0])
+    for a, b in zip(moved.ranker.get_weights(), live.ranker.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert {v.name for v in moved.attention_variables()} == {
+        v.name for v in live.ranker.ranker.trainable_variables
+        if "candidate_attention" in v.name}
+    with pytest.raises(ValueError, match="the ranker reads"):
+        live.ranker.over(vectors[:-1], gates[:-1])
+
+
+def test_the_finetuning_job_tunes_the_rankers_attention_and_gates_both_stages(model_dir,
+                                                                             tmp_path):
+    from feedback.finetune.config import FinetuneConfig
+    from feedback.finetune.gate import gate_scores
+    from feedback.finetune.job import run_finetune
+    from feedback.store import FeedbackStore
+    from mmrec.evaluate.queries import build_queries
+    from mmrec.export.publish import load_published
+    directory = tmp_path / "mmrec"
+    shutil.copytree(model_dir, directory)
+    store = FeedbackStore(f"sqlite:///{tmp_path / 'feedback.db'}")
+    store.ingest(window_clicks(directory))
+    config = FinetuneConfig(recent_tolerance=1.0, forgetting_tolerance=1.0)
+    result = run_finetune(store, directory, config)
+    assert result.outcome == "published", result.report
+    live, tuned = load_published(directory / "1"), load_published(directory / "2")
+    report = result.report["ranker"]
+    attention = {v.name for v in live.ranker.attention_variables()}
+    assert attention and {v["name"] for v in report["trained_variables"]} == attention
+    assert report["lists"] > 0 and len(report["loss"]) == config.epochs
+    moved = {a.name for a, b in zip(live.ranker.ranker.weights, tuned.ranker.ranker.weights)
+             if not np.array_equal(a.numpy(), b.numpy())}
+    assert moved and moved <= attention  # the crosses and the MLP stayed as they were
+    # the ranker reads the vectors the new version serves
+    np.testing.assert_allclose(tuned.ranker.item_vectors.numpy(), tuned.item_embeddings,
+                               atol=1e-6)
+    np.testing.assert_allclose(tuned.ranker.item_features.numpy()[:, -2:], tuned.gates,
+                               atol=1e-6)
+    # the gate's numbers are the two stages each version serves, reproduced here
+    dataset, split = tuned.load_data()
+    validation = build_queries(dataset.interactions, split, "valid",
+                               tuned.tables.history_length)
+    counts = np.rint(np.expm1(live.tables.popularity.astype(np.float64)))
+    for name, version, ranker in (("candidate", tuned, tuned.ranker),
+                                  ("live", live, live.ranker.over(live.item_embeddings,
+                                                                  live.gates))):
+        scores = gate_scores(version.model, validation, validation, counts, ranker)
+        assert result.report["gate"][name]["validation"] == pytest.approx(
+            scores["validation"], abs=1e-6), name

@@ -42,6 +42,10 @@ class FinetuneConfig:
         validation split, never a test holdout) in ``mmrec bench feedback``
         (docs/BENCHMARKS.md): at 0.0003, a tenth of training's peak, the
         attention-only job lost 5-40% of validation NDCG@10 and was rejected.
+      ranker_step_size: Adam's step size for the ranking stage of a version
+        that has one (None: a hundredth of the ranker's own training step,
+        the retriever's rule). The scope picks its weights: the
+        candidate-aware attention, or every ranker weight under "all".
       batch_size: clicks per batch (fewer if the window is smaller).
       recent_tolerance: the candidate may score at most this much lower
         (relative NDCG@10) than the live version on the recent holdout.
@@ -59,6 +63,7 @@ class FinetuneConfig:
     replay_share: float = 0.25
     epochs: int = 1
     step_size: float = 0.00003
+    ranker_step_size: float | None = None
     batch_size: int = 256
     recent_tolerance: float = 0.02
     forgetting_tolerance: float = 0.02
@@ -81,8 +86,9 @@ class FinetuneConfig:
         for name in ("epochs", "batch_size", "max_events"):
             if getattr(self, name) < 1:
                 raise ValueError(f"finetune.{name} must be at least 1, got {getattr(self, name)}")
-        if self.step_size <= 0:
-            raise ValueError(f"finetune.step_size must be positive, got {self.step_size}")
+        for name in ("step_size", "ranker_step_size"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise ValueError(f"finetune.{name} must be positive, got {getattr(self, name)}")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "FinetuneConfig":

@@ -25,8 +25,9 @@ import dataclasses
 
 import numpy as np
 
-from mmrec.evaluate.model_scores import score_queries
+from mmrec.evaluate.model_scores import score_queries, user_vectors
 from mmrec.evaluate.queries import EvaluationQueries
+from mmrec.evaluate.reranking import reranked_metrics
 
 from feedback.finetune.config import FinetuneConfig
 
@@ -47,16 +48,28 @@ class GateDecision:
 
 
 def gate_scores(model, recent: EvaluationQueries, validation: EvaluationQueries,
-                click_counts: np.ndarray) -> dict[str, float | None]:
+                click_counts: np.ndarray, ranker=None) -> dict[str, float | None]:
     """NDCG@10 of ``model`` on the recent holdout and on the original validation
-    split (None where there are no queries)."""
+    split (None where there are no queries).
+
+    With ``ranker`` (a :class:`mmrec.model.ranker.RankingModel` over the
+    model's item table), the two stages are scored as the version serves
+    them: retrieval's top N (the ranker's ``candidates``) re-ranked, the rest
+    in retrieval order (:func:`mmrec.evaluate.reranking.reranked_metrics`).
+    """
     scores = {}
     for name, queries in (("recent", recent), ("validation", validation)):
         if len(queries) == 0:
             scores[name] = None
             continue
-        scores[name] = float(score_queries(model, queries,
-                                           train_item_counts=click_counts)[METRIC] or 0.0)
+        if ranker is None:
+            metrics = score_queries(model, queries, train_item_counts=click_counts)
+        else:
+            model.item_table.assign(ranker.item_vectors)
+            count = min(ranker.config.candidates, int(ranker.item_vectors.shape[0]))
+            metrics = reranked_metrics(user_vectors(model, queries), ranker, queries, count,
+                                       train_item_counts=click_counts)
+        scores[name] = float(metrics[METRIC] or 0.0)
     return scores
 
 

@@ -2,10 +2,12 @@
 
 One run loads the live (highest) version, reads the store's events past its
 consumer watermark, trains the chosen weights on them (with a replay sample
-of the version's original training clicks), scores the candidate beside the
-live version (:mod:`feedback.finetune.gate`), and, if it passes, publishes it
-through :func:`mmrec.export.publish.publish` after a load test in a fresh
-process; then it moves the store's watermark. TF Serving and
+of the version's original training clicks), carries a ranking stage over to
+the moved item vectors and tunes it on the same clicks
+(:mod:`feedback.finetune.ranking`), scores the candidate beside the live
+version as each serves (:mod:`feedback.finetune.gate`), and, if it passes,
+publishes it through :func:`mmrec.export.publish.publish` after a load test
+in a fresh process; then it moves the store's watermark. TF Serving and
 ``Recommender.reload()`` pick the new version up; a rejected candidate
 publishes nothing and leaves the watermark where it was, so the next run
 retries with the window plus newer events.
@@ -57,6 +59,7 @@ from mmrec.train.fitting import fit_examples
 
 from feedback.finetune.config import FinetuneConfig
 from feedback.finetune.gate import gate_scores, judge
+from feedback.finetune.ranking import finetune_ranker
 from feedback.finetune.window import Click, build_window, with_replay
 
 logger = logging.getLogger("feedback.finetune")
@@ -216,7 +219,9 @@ def run_finetune(store, model_dir: str | os.PathLike, config: FinetuneConfig = F
                                live.tables.num_items, config.seed)
         validation = build_queries(dataset.interactions, split, "valid", history_length)
         counts = np.rint(np.expm1(live.tables.popularity.astype(np.float64)))
-        live_scores = gate_scores(live.model, window.holdout, validation, counts)
+        live_ranker = (live.ranker.over(live.item_embeddings, live.gates)
+                       if live.ranker is not None else None)
+        live_scores = gate_scores(live.model, window.holdout, validation, counts, live_ranker)
 
         candidate = load_published(live_path, task="fine-tune")
         variables = trained_variables(candidate.model, config.train)
@@ -238,7 +243,15 @@ def run_finetune(store, model_dir: str | os.PathLike, config: FinetuneConfig = F
             callbacks=[_KillWhileTraining()] if _kill_requested("training") else None)
         report["fit"] = {"seconds": round(time.perf_counter() - fitting_started, 2),
                          "loss": history.get("loss")}
-        candidate_scores = gate_scores(candidate.model, window.holdout, validation, counts)
+        ranker = None
+        item_embeddings, gates = candidate.model.encode_catalogue()
+        if live.ranker is not None:
+            ranker_started = time.perf_counter()
+            ranker, report["ranker"] = finetune_ranker(live.ranker, candidate.model, training,
+                                                       config, item_embeddings, gates)
+            report["ranker"]["seconds"] = round(time.perf_counter() - ranker_started, 2)
+        candidate_scores = gate_scores(candidate.model, window.holdout, validation, counts,
+                                       ranker)
         decision = judge(live_scores, candidate_scores, config)
         report["gate"] = decision.as_dict()
         if not decision.passed:
@@ -261,8 +274,7 @@ def run_finetune(store, model_dir: str | os.PathLike, config: FinetuneConfig = F
         target = publish(
             candidate.model, candidate.features, tables, candidate.config, model_dir,
             k=live.k, data=live.data, split=live.split, verify=True,
-            # the ranker goes on as it was: the job tunes the retriever's weights
-            ranker=live.ranker,
+            item_embeddings=item_embeddings, gates=gates, ranker=ranker,
             lineage={"from": "version", "version": live.number, "change": "fine-tune",
                      "train": config.train, "events": len(batch.events)},
             extra={"feedback": {"consumer": consumer, "store": store.store_id,

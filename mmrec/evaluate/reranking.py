@@ -137,8 +137,23 @@ def evaluate_reranked(retriever, ranking_model, queries: EvaluationQueries, data
       data: the run's prepared data (catalogue size, cold items, click counts).
       count: N, the retrieved items the ranker re-orders.
     """
-    table = ranking_model.item_vectors.numpy()
     users = user_vectors(retriever, queries)
+    return reranked_metrics(users, ranking_model, queries, count,
+                            cold_items=data.split.cold_items,
+                            train_item_counts=data.train_item_counts, ks=ks,
+                            batch_size=batch_size)
+
+
+def reranked_metrics(users: np.ndarray, ranking_model, queries: EvaluationQueries, count: int,
+                     *, cold_items: np.ndarray | None = None,
+                     train_item_counts: np.ndarray | None = None,
+                     ks: tuple[int, ...] = (10, 20), batch_size: int = 512) -> dict:
+    """Full-ranking metrics of the two stages from the queries' user vectors
+    [Q, D], scored against ``ranking_model.item_vectors`` (which must be the
+    retriever's table); what the caller does not know is given: no cold
+    items, equal click counts. Adds ``candidate_recall``."""
+    table = ranking_model.item_vectors.numpy()
+    num_items = len(table)
     lists = query_lists(users, table, queries, count)
     ranker_scores = np.zeros(lists.candidates.shape, np.float32)
     for start in range(0, len(lists), batch_size):
@@ -149,7 +164,9 @@ def evaluate_reranked(retriever, ranking_model, queries: EvaluationQueries, data
     report = evaluate_scorer(
         lambda idx: reranked_scores(users[idx] @ table.T, lists.candidates[idx],
                                     ranker_scores[idx]),
-        queries, num_items=len(table), cold_items=data.split.cold_items,
-        train_item_counts=data.train_item_counts, ks=ks)
+        queries, num_items=num_items,
+        cold_items=np.zeros(num_items, bool) if cold_items is None else cold_items,
+        train_item_counts=np.ones(num_items) if train_item_counts is None else train_item_counts,
+        ks=tuple(sorted(set(ks))))
     report["candidate_recall"] = lists.recall()
     return report

@@ -233,11 +233,35 @@ class RankingModel(tfrs.Model):
         gates = np.asarray(gates, np.float32)
         fresh = np.repeat(self.new_item_features[None], len(gates), 0)
         fresh[:, -gates.shape[1]:] = gates
-        grown = RankingModel(self.config, item_vectors, np.concatenate([old, fresh]),
-                             self.history_length, self.new_item_features)
-        grown.build_ranker()
-        grown.ranker.set_weights(self.ranker.get_weights())
-        return grown
+        return self._copy_over(item_vectors, np.concatenate([old, fresh]))
+
+    def over(self, item_vectors: np.ndarray, gates: np.ndarray) -> "RankingModel":
+        """The same ranker (a copy of its weights) reading a retriever whose item
+        tower moved: its item table becomes ``item_vectors`` [I, D] and the
+        modality-gate columns of its item features become ``gates`` [I, 2];
+        the click-count column stays. A fine-tuning job scores and publishes
+        the ranker over the candidate retriever's vectors this way."""
+        gates = np.asarray(gates, np.float32)
+        features = self.item_features.numpy().copy()
+        if gates.shape != (len(features), 2) or len(item_vectors) != len(features):
+            raise ValueError(f"the ranker reads {len(features)} items; got item vectors "
+                             f"{np.shape(item_vectors)} and gates {gates.shape}")
+        features[:, -2:] = gates
+        return self._copy_over(item_vectors, features)
+
+    def _copy_over(self, item_vectors: np.ndarray, item_features: np.ndarray) -> "RankingModel":
+        copy = RankingModel(self.config, item_vectors, item_features, self.history_length,
+                            self.new_item_features)
+        copy.build_ranker()
+        copy.ranker.set_weights(self.ranker.get_weights())
+        return copy
+
+    def attention_variables(self) -> list[tf.Variable]:
+        """The candidate-aware attention's trainable variables (empty for the
+        mean-history ablation): what a feedback job's ``attention`` scope
+        fine-tunes in the ranking stage."""
+        return [v for v in self.ranker.trainable_variables
+                if "/candidate_attention/" in f"/{v.name}"]
 
     def build_ranker(self) -> None:
         """Creates the ranker's weights (one call on a list of two items)."""

@@ -56,12 +56,21 @@ def item_signals(retriever, data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def training_lists(retriever, data, count: int, table: np.ndarray) -> CandidateLists:
     """One list per ranker click (the split's ``ranker`` part, clicks the
-    retriever never trained on) or, without any, per training click: from
-    the history before it, the items in that history kept out of the list;
-    lists that missed the click are kept too (all-zero labels):
-    :func:`fit_ranker` drops them and counts them."""
+    retriever never trained on) or, without any, per training click; see
+    :func:`candidate_lists`. :func:`fit_ranker` drops the lists that missed
+    their click and counts them."""
     examples = (data.ranker_examples if data.ranker_examples is not None
                 else data.train_examples)
+    return candidate_lists(retriever, examples, count, table)
+
+
+def candidate_lists(retriever, examples: dict[str, np.ndarray], count: int,
+                    table: np.ndarray) -> CandidateLists:
+    """The retriever's top ``count`` for each example click from the history
+    before it (``examples`` as :func:`mmrec.features.examples.build_examples`
+    gives them), the items in that history kept out of the list but for the
+    click itself (a re-click still counts); lists that missed the click are
+    kept too, with all-zero labels."""
     history, mask = examples["history"], examples["history_mask"]
     users = encode_users(retriever, history, mask, examples["user"], batch_size=2048)
     num_items = len(table)
@@ -71,7 +80,7 @@ def training_lists(retriever, data, count: int, table: np.ndarray) -> CandidateL
         rows = np.repeat(np.arange(len(idx)), history.shape[1])
         flat = mask[idx].reshape(-1)
         excluded[rows[flat], history[idx].reshape(-1)[flat]] = True
-        excluded[np.arange(len(idx)), examples["item"][idx]] = False  # a re-click still counts
+        excluded[np.arange(len(idx)), examples["item"][idx]] = False
         return excluded
 
     return retrieve_lists(users, table, history, mask, seen, count,
