@@ -175,12 +175,22 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from mmrec.train.runtime import describe_jit, distribution_strategy
+    from mmrec.train.runtime import describe_jit, distribution_strategy, is_chief
     from mmrec.train.trainer import train
     config = read_run_config(args)
+    # first: a multi-worker strategy sets up its collectives before any other op runs
+    strategy = distribution_strategy(args.strategy,
+                                     collective_timeout_s=args.collective_timeout)
     print(f"mmrec: {describe_jit(config.train.jit)}", file=sys.stderr)
-    strategy = distribution_strategy(args.strategy)
-    if strategy.num_replicas_in_sync > 1:
+    if args.strategy == "multi-worker":
+        resolver = strategy.cluster_resolver
+        print(f"mmrec: multi-worker strategy, {resolver.task_type} {resolver.task_id} "
+              f"({'chief: writes' if is_chief(strategy) else 'writes a scratch copy beside'} "
+              f"{args.out}), {strategy.num_replicas_in_sync} replicas in all", file=sys.stderr)
+        if (Path(args.out) / "config.json").exists():
+            print(f"mmrec: {args.out} holds this run's set-up: continuing it from its last "
+                  "backed-up epoch", file=sys.stderr)
+    elif strategy.num_replicas_in_sync > 1:
         print(f"mmrec: {args.strategy} strategy over {strategy.num_replicas_in_sync} replicas",
               file=sys.stderr)
     with strategy.scope():
@@ -466,9 +476,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, help="at most this many epochs")
     train.add_argument("--seed", type=int, help="seeds weights, dropout and shuffling")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run")
-    train.add_argument("--strategy", choices=["default", "mirrored"], default="default",
-                       help="tf.distribute strategy: default (one device) or mirrored "
-                            "(every local GPU)")
+    train.add_argument("--strategy", choices=["default", "mirrored", "multi-worker"],
+                       default="default",
+                       help="tf.distribute strategy: default (one device), mirrored (every "
+                            "local GPU) or multi-worker (the cluster in TF_CONFIG; every "
+                            "worker runs the same command with an --out they share)")
+    train.add_argument("--collective-timeout", type=float, default=600.0, metavar="SECONDS",
+                       help="multi-worker: a collective waiting longer fails the run, so a "
+                            "dead worker stops it instead of hanging it (default 600)")
     train.set_defaults(handler=cmd_train)
 
     tune = commands.add_parser("tune", help="choose hyperparameters on validation NDCG@10 "

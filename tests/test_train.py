@@ -639,3 +639,21 @@ def test_cli_refuses_an_unknown_config_key_before_training(shop_folder, tmp_path
     assert "Traceback" not in result.stderr and "Epoch" not in result.stdout + result.stderr
     assert not (tmp_path / "run").exists()
     assert time.perf_counter() - started < 60
+
+
+def test_multi_worker_needs_a_usable_tf_config(shop_folder, tmp_path, monkeypatch):
+    from mmrec.train.runtime import cluster_config
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    result = mmrec_cli("train", "--dataset", str(shop_folder()), "--out", str(tmp_path / "run"),
+                       "--strategy", "multi-worker")
+    assert result.returncode == 2
+    assert "needs the TF_CONFIG environment variable" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()
+    for text, message in (
+            ("{not json", "TF_CONFIG is not JSON"),
+            ('{"cluster": {}, "task": {"type": "worker", "index": 0}}', "names no workers"),
+            ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 1}}',
+             "is not one of its cluster's")):
+        monkeypatch.setenv("TF_CONFIG", text)
+        with pytest.raises(ValueError, match=message):
+            cluster_config()

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.ops import resource_variable_ops
 import tensorflow_recommenders as tfrs
 
 from mmrec.config import ModelConfig, RunConfig
@@ -95,8 +96,13 @@ class TwoTowerModel(tfrs.Model):
             raise ValueError(f"features have {len(features)} items, the model was built for "
                              f"{self.spec.num_items}")
         with tf.init_scope():
-            tables = {name: tf.Variable(array, trainable=False, name=f"features/{name}")
-                      for name, array in features.arrays().items()}
+            # Plain variables, outside any distribution strategy: every worker
+            # builds the same arrays from the same data, so nothing is to be
+            # mirrored or broadcast (a multi-worker strategy broadcasts every
+            # variable it creates, and its collectives carry no uint8 pictures).
+            tables = {name: resource_variable_ops.ResourceVariable(
+                array, trainable=False, name=f"features/{name}")
+                for name, array in features.arrays().items()}
             table = tf.Variable(tf.zeros([self.spec.num_items, self.config.embedding_dim]),
                                 trainable=False, name="item_table")
         object.__setattr__(self, "_feature_tables", tables)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -84,7 +85,27 @@ class TrainingMonitor(ItemTableRefresh):
 
     def on_epoch_begin(self, epoch, logs=None):
         super().on_epoch_begin(epoch, logs)
+        # A multi-worker run restored by BackupAndRestore starts at the epoch
+        # its backup holds, which the state may not have recorded yet.
+        done = self.state.get("epochs_done", 0)
+        if done < epoch:
+            self.recover_epoch(epoch)
+        elif done > epoch:
+            self._forget_after(epoch)
         self.started = time.perf_counter()
+
+    def _forget_after(self, epoch: int) -> None:
+        """Drops recorded epochs after ``epoch``, which the restored weights
+        never saw (they are trained again)."""
+        kept = [h for h in self.state.get("history", []) if h["epoch"] <= epoch]
+        logger.info("restored after epoch %d: epochs %s are trained again", epoch,
+                    [h["epoch"] for h in self.state["history"] if h["epoch"] > epoch])
+        self.state["history"], self.state["epochs_done"] = kept, epoch
+        if kept:
+            best = max(kept, key=lambda h: h[f"val_{self.metric}"])
+            self.state.update(best_value=best[f"val_{self.metric}"], best_epoch=best["epoch"])
+        else:
+            self.state.update(best_value=-1.0, best_epoch=0)
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self.started
@@ -139,7 +160,8 @@ class TrainingMonitor(ItemTableRefresh):
 
 def fit_run(config: RunConfig, folder: RunFolder, data: PreparedData, state: dict, *,
             jit: bool, resume: bool, verbose: int | str,
-            outside_pictures: Callable | None = None) -> tuple[TwoTowerModel, float]:
+            outside_pictures: Callable | None = None,
+            backup_dir: Path | None = None) -> tuple[TwoTowerModel, float]:
     """Builds the model in the current strategy's scope and trains the run.
 
     Args:
@@ -152,14 +174,26 @@ def fit_run(config: RunConfig, folder: RunFolder, data: PreparedData, state: dic
       verbose: Keras' fit verbosity.
       outside_pictures: the data set's pictures outside the catalogue, for
         image pretraining (see :mod:`mmrec.train.image_pretraining`).
+      backup_dir: a multi-worker run's shared backup folder: Keras'
+        ``BackupAndRestore`` saves the model and optimizer there after every
+        epoch and restores them when the cluster restarts (the run's own
+        per-epoch checkpoints, which each worker writes apart, are then not
+        what it resumes from).
 
     Returns:
       The model with the best epoch's weights, and the seconds spent fitting.
     """
     batches = make_dataset(data.train_examples, config.data, training=True)
     steps_per_epoch = int(batches.cardinality())
-    checkpoint_path = tf.train.latest_checkpoint(str(folder.checkpoints_dir)) if resume else None
-    if resume and checkpoint_path is None:
+    checkpoint_path = (tf.train.latest_checkpoint(str(folder.checkpoints_dir))
+                       if resume and backup_dir is None else None)
+    trained_out = False
+    if backup_dir is not None and resume:
+        # BackupAndRestore deletes its backup when fit ends: a recorded run
+        # without one had finished training.
+        trained_out = bool(state.get("epochs_done")) and (
+            tf.train.latest_checkpoint(str(backup_dir / "chief")) is None)
+    elif resume and checkpoint_path is None:
         logger.info("--resume: %s holds no finished epoch; training starts at epoch 1 with "
                     "the run's saved config, item features and split", folder.checkpoints_dir)
         state.clear()
@@ -191,12 +225,14 @@ def fit_run(config: RunConfig, folder: RunFolder, data: PreparedData, state: dic
 
     started = time.perf_counter()
     patience = config.train.early_stopping_patience
-    if initial_epoch < config.train.epochs and not (
-            state and patience and initial_epoch - state.get("best_epoch", 0) >= patience):
+    done = state.get("epochs_done", initial_epoch) if backup_dir is not None else initial_epoch
+    callbacks = [monitor, tf.keras.callbacks.TensorBoard(str(folder.logs_dir), profile_batch=0)]
+    if backup_dir is not None:  # first: an epoch is backed up before it is recorded
+        callbacks.insert(0, tf.keras.callbacks.BackupAndRestore(str(backup_dir)))
+    if not trained_out and done < config.train.epochs and not (
+            state and patience and done - state.get("best_epoch", 0) >= patience):
         model.fit(batches, epochs=config.train.epochs, initial_epoch=initial_epoch,
-                  verbose=verbose, callbacks=[
-                      monitor, tf.keras.callbacks.TensorBoard(str(folder.logs_dir),
-                                                              profile_batch=0)])
+                  verbose=verbose, callbacks=callbacks)
     seconds = time.perf_counter() - started
     model.read_checkpoint(folder.best_dir)
     return model, seconds

@@ -79,6 +79,14 @@ class RunFolder:
     state_file = property(lambda self: self.path / "state.json")
     metrics_file = property(lambda self: self.path / "metrics.json")
     logs_dir = property(lambda self: self.path / "logs")
+    backup_dir = property(lambda self: self.path / "backup")
+    """Keras' BackupAndRestore state of a multi-worker run (gone once it finished)."""
+
+    def worker_scratch(self, index: int) -> "RunFolder":
+        """Where worker ``index`` of a multi-worker run, not the chief, writes
+        its copy of the run (beside the run, so a restarted worker finds its
+        own state again); only the chief's folder is the run."""
+        return RunFolder(self.path.parent / f".{self.path.name}.worker-{index}")
 
     def missing(self, trained: bool = True) -> list[str]:
         """The parts that are not there (``trained``: also weights and state)."""

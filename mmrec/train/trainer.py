@@ -35,7 +35,8 @@ from mmrec.model.two_tower import TwoTowerModel, build_two_tower
 from mmrec.train.fitting import fit_run
 from mmrec.train.preparation import PreparedData, check_config, load_run_dataset, prepare_data
 from mmrec.train.run_folder import IncompleteRunError, RunFolder
-from mmrec.train.runtime import describe_jit, precision_policy, resolve_jit, seed_everything
+from mmrec.train.runtime import (describe_jit, is_chief, is_multi_worker, precision_policy,
+                                 resolve_jit, seed_everything)
 
 logger = logging.getLogger("mmrec.train")
 
@@ -53,11 +54,29 @@ def train(dataset: str, config: RunConfig, out: str | Path, *, resume: bool = Fa
       verbose: Keras' fit verbosity.
       data: already prepared data (benchmarks reuse it across models).
 
+    Under ``tf.distribute.MultiWorkerMirroredStrategy`` every worker calls
+    this with the same ``out`` (on storage they share): the chief writes the
+    run there, each other worker a scratch copy beside it, and a folder that
+    already holds the run's set-up is continued (a restarted cluster resumes
+    from the last epoch Keras' ``BackupAndRestore`` saved in ``out/backup``).
+
     Raises:
       DataChangedError: ``resume`` and the data is not what the run trained on.
       OldRunFolderError: ``resume`` of a folder written by an older mmrec.
     """
     folder = RunFolder(out)
+    strategy = tf.distribute.get_strategy()
+    backup_dir = None
+    if is_multi_worker(strategy):
+        # Every worker runs this same code (their collectives must match); the
+        # chief writes the run, the others a scratch copy. A restarted cluster
+        # continues where Keras' BackupAndRestore, shared by all, left off.
+        backup_dir = folder.backup_dir
+        if not is_chief(strategy):
+            folder = folder.worker_scratch(strategy.cluster_resolver.task_id)
+        if folder.config_file.exists() and not resume:
+            logger.info("multi-worker: %s holds this run's set-up; continuing it", folder.path)
+            resume = True
     state: dict = {}
     if resume:
         missing = folder.missing(trained=False)
@@ -93,16 +112,21 @@ def train(dataset: str, config: RunConfig, out: str | Path, *, resume: bool = Fa
         write_setup(folder, config, dataset, data, fingerprint)
     with precision_policy(config.train.precision):
         model, seconds = fit_run(config, folder, data, state, jit=jit, resume=resume,
-                                 verbose=verbose, outside_pictures=data.dataset.outside_pictures)
+                                 verbose=verbose, outside_pictures=data.dataset.outside_pictures,
+                                 backup_dir=backup_dir)
         metrics = {
             "dataset": dataset, "jit_compile": jit, "precision": config.train.precision,
-            "replicas": tf.distribute.get_strategy().num_replicas_in_sync,
+            "replicas": strategy.num_replicas_in_sync,
             "best_epoch": state.get("best_epoch"), "epochs_done": state.get("epochs_done"),
             "train_seconds": round(seconds, 1), "history": state.get("history", []),
             "image_pretraining": state.get("image_pretraining"),
             "valid": evaluate_model(model, data.valid, data),
             "test": evaluate_model(model, data.test, data)}
     folder.write_json(folder.metrics_file, metrics)
+    if backup_dir is not None and folder.path != Path(out):
+        shutil.rmtree(folder.path, ignore_errors=True)  # a worker's scratch copy, done with
+    elif backup_dir is not None and backup_dir.is_dir() and not any(backup_dir.iterdir()):
+        backup_dir.rmdir()  # BackupAndRestore emptied it when training ended
     return metrics
 
 
