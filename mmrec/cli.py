@@ -407,6 +407,18 @@ def cmd_bench_catalogue(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_scale(args: argparse.Namespace) -> int:
+    from mmrec.bench.scale import format_scale_tables, run_scale_benchmark
+    items = tuple(int(n) for n in args.items.split(",") if n.strip())
+    report = run_scale_benchmark(items, clicks=args.clicks, clicks_per_item=args.clicks_per_item,
+                                 base=read_run_config(args), picture_size=args.picture_size,
+                                 picture_channels=args.picture_channels, epochs=args.epochs)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    print(format_scale_tables(report))
+    return 0
+
+
 def cmd_bench_latency(args: argparse.Namespace) -> int:
     from mmrec.bench.latency import format_latency_table, run_latency_benchmark
     report = run_latency_benchmark(args.model_dir, run=args.run, calls=args.calls)
@@ -594,6 +606,20 @@ def build_parser() -> argparse.ArgumentParser:
     catalogue_bench.add_argument("--seed", type=int, default=0)
     catalogue_bench.add_argument("--json", help="write the report to this file")
     catalogue_bench.set_defaults(handler=cmd_bench_catalogue)
+    scale = bench_commands.add_parser("scale", help="training time and memory as the shop's "
+                                      "catalogue grows (same clicks; clicks in proportion)")
+    add_config_options(scale)
+    scale.add_argument("--items", default="5000,20000,60000",
+                       help="catalogue sizes, comma-separated (default 5000,20000,60000)")
+    scale.add_argument("--clicks", type=int, default=100_000,
+                       help="clicks at every size in the first series (default 100000)")
+    scale.add_argument("--clicks-per-item", type=float, default=4.0,
+                       help="clicks per item in the second series (0: skip it; default 4)")
+    scale.add_argument("--picture-size", type=int, default=64, help="picture side (default 64)")
+    scale.add_argument("--picture-channels", type=int, choices=[1, 3], default=3)
+    scale.add_argument("--epochs", type=int, default=1, help="epochs per point (default 1)")
+    scale.add_argument("--json", help="write the report to this file")
+    scale.set_defaults(handler=cmd_bench_scale)
     latency = bench_commands.add_parser("latency", help="export, load and recommend timings")
     latency.add_argument("--model-dir", default="saved_models/mmrec")
     latency.add_argument("--run", help="export this run first and time the export")

@@ -165,6 +165,13 @@ class ShopConfig:
       min_clicks_per_user: every user has at least this many clicks.
       start_time: the first possible timestamp, Unix seconds.
       time_span_days: the length of the timeline.
+      picture_size: side of the catalogue's pictures: the 28x28 photos are
+        resized (bilinear) to this, so a benchmark can hold pictures of the
+        size a user's own catalogue has (64 for 64x64) without changing
+        what the shoppers see (attributes are read from the 28x28 photos).
+      picture_channels: 1 keeps the photos grey; 3 gives each item an RGB
+        picture, its grey photo tinted with a colour drawn per item (the
+        colour is not an attribute shoppers care about).
     """
 
     num_items: int = 5000
@@ -183,6 +190,8 @@ class ShopConfig:
     min_clicks_per_user: int = 5
     start_time: int = 1_700_000_000
     time_span_days: float = 180.0
+    picture_size: int = 28
+    picture_channels: int = 1
 
     def __post_init__(self) -> None:
         if self.min_clicks_per_user < 1:
@@ -220,6 +229,10 @@ class ShopConfig:
                              f"{ATTRIBUTES}; got {self.taste_spread}")
         if not self.time_span_days > 0:
             raise ValueError(f"time_span_days must be > 0; got {self.time_span_days}")
+        if not 8 <= self.picture_size <= 512:
+            raise ValueError(f"picture_size must be in 8..512; got {self.picture_size}")
+        if self.picture_channels not in (1, 3):
+            raise ValueError(f"picture_channels must be 1 or 3; got {self.picture_channels}")
 
     @property
     def time_span_s(self) -> float:
@@ -362,9 +375,11 @@ def generate_shop(config: ShopConfig = ShopConfig()) -> Dataset:
     internal = {name: u for u, name in enumerate(user_names.tolist())}
     user_order = np.array([internal[name] for name in interactions.user_ids.tolist()])
 
+    dress = functools.partial(dress_pictures, size=config.picture_size,
+                              channels=config.picture_channels, seed=config.seed)
     catalogue = Catalogue.build(
         item_ids=[f"shop-{i:05d}" for i in image_index], texts=texts,
-        images=images[..., np.newaxis],
+        images=dress(images[..., np.newaxis]),
         metadata={"title": titles,
                   **{name: [ATTRIBUTE_VALUES[name][c] for c in codes[name]]
                      for name in ATTRIBUTES}})
@@ -383,8 +398,37 @@ def generate_shop(config: ShopConfig = ShopConfig()) -> Dataset:
                 f"seed={config.seed}"),
         reference_scorers={"oracle": ShopOracle(truth),
                            "true attributes": ShopAttributeScorer(truth)},
-        outside_pictures=functools.partial(photos_outside, catalogue.images,
-                                           catalogue.image_mask))
+        outside_pictures=functools.partial(_dressed_outside, images[..., np.newaxis],
+                                           catalogue.image_mask, dress))
+
+
+def dress_pictures(photos: np.ndarray, size: int = 28, channels: int = 1,
+                   seed: int = 0) -> np.ndarray:
+    """The shop's pictures from 28x28 grey photos uint8 [N, 28, 28, 1]: resized
+    to ``size`` (bilinear) and, with 3 ``channels``, tinted with a colour per
+    picture drawn from ``seed`` and the picture's position. Unchanged at the
+    defaults."""
+    if size == photos.shape[1] and channels == 1:
+        return photos
+    from PIL import Image
+    grey = np.empty((len(photos), size, size), np.uint8)
+    for index, photo in enumerate(photos[..., 0]):
+        grey[index] = np.asarray(Image.fromarray(photo).resize((size, size),
+                                                               Image.Resampling.BILINEAR))
+    if channels == 1:
+        return grey[..., np.newaxis]
+    tints = np.random.default_rng([seed, 7]).uniform(0.4, 1.0, size=(len(photos), channels))
+    out = np.empty((len(photos), size, size, channels), np.uint8)
+    for start in range(0, len(photos), 4096):  # bounded float memory at 60,000 pictures
+        part = grey[start:start + 4096, :, :, None] * tints[start:start + 4096, None, None, :]
+        out[start:start + 4096] = np.rint(part).astype(np.uint8)
+    return out
+
+
+def _dressed_outside(photos: np.ndarray, image_mask: np.ndarray, dress) -> tuple:
+    """The Fashion-MNIST photos outside the catalogue, dressed like its pictures."""
+    outside, labels = photos_outside(photos, image_mask)
+    return dress(outside), labels
 
 
 def measure_attributes(images: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:

@@ -84,15 +84,17 @@ class TrainingMonitor(ItemTableRefresh):
         self.started = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
+        started = time.perf_counter()  # the epoch's cost includes its table refresh
         super().on_epoch_begin(epoch, logs)
         # A multi-worker run restored by BackupAndRestore starts at the epoch
         # its backup holds, which the state may not have recorded yet.
         done = self.state.get("epochs_done", 0)
         if done < epoch:
             self.recover_epoch(epoch)
+            started = time.perf_counter()  # not the validation of the recovered epoch
         elif done > epoch:
             self._forget_after(epoch)
-        self.started = time.perf_counter()
+        self.started = started
 
     def _forget_after(self, epoch: int) -> None:
         """Drops recorded epochs after ``epoch``, which the restored weights
@@ -110,12 +112,15 @@ class TrainingMonitor(ItemTableRefresh):
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self.started
         logs = logs if logs is not None else {}
+        validating = time.perf_counter()
         value = self._validate()
+        validation_seconds = time.perf_counter() - validating
         logs[f"val_{self.metric}"] = value
         examples = len(self.data.train_examples["item"])
         self.manager.save(checkpoint_number=epoch + 1)  # first: the checkpoint is the truth
         self._record({"epoch": epoch + 1, "loss": float(logs.get("loss", np.nan)),
                       f"val_{self.metric}": value, "seconds": round(seconds, 2),
+                      "validation_seconds": round(validation_seconds, 2),
                       "examples_per_second": round(examples / max(seconds, 1e-9), 1)})
         patience = self.config.train.early_stopping_patience
         if patience and epoch + 1 - self.state["best_epoch"] >= patience:
