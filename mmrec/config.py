@@ -328,6 +328,12 @@ class TrainConfig:
         0 turns them off.
       table_refresh_steps: steps between refreshes of the item-embedding table
         used for history items (0: once per epoch).
+      table_refresh_items: items re-encoded at each refresh. 0 (the
+        default): the whole catalogue, also at every epoch's start. N > 0:
+        the next N items in turn (a rolling slice; the whole catalogue only
+        at the run's start, and validation re-encodes it after every epoch),
+        so an epoch's cost grows with its clicks rather than the catalogue;
+        a history item's vector is then up to ``num_items / N`` refreshes old.
       early_stopping_patience: epochs without a better validation NDCG@10
         before training stops; 0 (the default) never stops early. Either way
         the best epoch by validation is kept. A decaying schedule's last,
@@ -357,6 +363,7 @@ class TrainConfig:
     hard_negative_share: float = 0.5
     catalogue_negatives: int = 0
     table_refresh_steps: int = 100
+    table_refresh_items: int = 0
     early_stopping_patience: int = 0
     eval_k: int = 10
     image_pretraining: str = "none"
@@ -385,8 +392,9 @@ class TrainConfig:
         if self.catalogue_negatives < 0:
             raise ValueError(f"train.catalogue_negatives must be >= 0, got "
                              f"{self.catalogue_negatives}")
-        if self.table_refresh_steps < 0 or self.eval_k < 1:
-            raise ValueError("train.table_refresh_steps must be >= 0 and eval_k >= 1")
+        if self.table_refresh_steps < 0 or self.table_refresh_items < 0 or self.eval_k < 1:
+            raise ValueError("train.table_refresh_steps and table_refresh_items must be >= 0 "
+                             "and eval_k >= 1")
 
     def hard_negative_count(self, batch_size: int) -> int:
         """Negatives kept per click in a batch of ``batch_size``; 0 means all."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from mmrec.bench.quality import format_quality_table, run_quality_benchmark
@@ -174,3 +175,68 @@ def test_quality_benchmark_reranks_the_full_models_top_n_with_the_ranker_and_its
             assert 0.0 < result["candidate_recall"][part][0] < 1.0
     table = format_quality_table(report)
     assert "| mmrec + ranker |" in table and "| mmrec + ranker (mean history) |" in table
+
+
+def test_scale_benchmark_measures_each_point_in_its_own_process():
+    from mmrec.bench.scale import format_scale_tables, run_scale_benchmark
+    from mmrec.config import ModelConfig, TrainConfig
+    base = RunConfig(data=DataConfig(batch_size=64, history_length=4, max_text_tokens=8,
+                                     vocab_size=200),
+                     model=ModelConfig(embedding_dim=16, token_dim=16, text_layers=0,
+                                       image_channels=(8, 8), image_grid=2),
+                     train=TrainConfig(jit="off", image_pretraining="outside-catalogue"))
+    report = run_scale_benchmark((200, 400), clicks=1500, clicks_per_item=5, base=base,
+                                 picture_size=16, picture_channels=3, epochs=1)
+    rows = report["rows"]
+    assert [(r["series"], r["items"], r["clicks"]) for r in rows] == [
+        ("same clicks", 200, 1500), ("same clicks", 400, 1500),
+        ("clicks in proportion", 200, 1000), ("clicks in proportion", 400, 2000)]
+    for row in rows:
+        assert row["users"] == row["clicks"] // 50 and row["epochs"] == 1
+        assert 0 < row["training_examples"] < row["clicks"]  # validation and test held out
+        assert row["epoch_seconds"] > 0 and row["validation_seconds"] > 0
+        assert row["seconds_per_1000_clicks"] == pytest.approx(
+            1000 * row["epoch_seconds"] / row["training_examples"], rel=0.02)
+        assert 0 < row["peak_rss_after_training_mib"] <= row["peak_rss_mib"]
+        assert row["export_seconds"] > 0 and row["export_mib"] > 0
+    # the larger catalogue's version holds more (its item vectors and pictures)
+    assert rows[1]["export_mib"] > rows[0]["export_mib"]
+    table = format_scale_tables(report)
+    assert report["pictures"] == "16x16x3" and "**clicks in proportion**" in table
+    assert "| 400 | 1,500 |" in table
+
+
+def test_scale_benchmark_refuses_catalogues_the_photos_cannot_fill():
+    from mmrec.bench.scale import run_scale_benchmark
+    with pytest.raises(ValueError, match="10..70000"):
+        run_scale_benchmark((5000, 80000))
+
+
+def test_the_shop_dresses_its_photos_at_a_users_picture_size():
+    from mmrec.data.shop import ShopConfig, generate_shop
+    config = ShopConfig(num_items=100, num_users=20, num_clicks=200)
+    grey = generate_shop(config)
+    dressed = generate_shop(ShopConfig(**{**config.__dict__, "picture_size": 32,
+                                          "picture_channels": 3}))
+    assert grey.catalogue.images.shape == (100, 28, 28, 1)
+    assert dressed.catalogue.images.shape == (100, 32, 32, 3)
+    # the same shop: same items and clicks, only the pictures differ
+    assert list(dressed.catalogue.item_ids) == list(grey.catalogue.item_ids)
+    assert len(dressed.interactions) == len(grey.interactions)
+    # a picture is its photo, resized and tinted: shrunk back, each channel follows it
+    from PIL import Image
+    photo = grey.catalogue.images[0, ..., 0].astype(float)
+    for channel in range(3):
+        back = np.asarray(Image.fromarray(dressed.catalogue.images[0, ..., channel])
+                          .resize((28, 28), Image.Resampling.BILINEAR)).astype(float)
+        assert np.corrcoef(photo.ravel(), back.ravel())[0, 1] > 0.95
+    outside, labels = dressed.outside_pictures()
+    assert outside.shape[1:] == (32, 32, 3) and len(outside) == len(labels) == 70_000 - 100
+    with pytest.raises(ValueError, match="picture_channels"):
+        ShopConfig(picture_channels=2)
+
+
+def test_quality_benchmark_refuses_an_unknown_system_before_anything_runs():
+    with pytest.raises(ValueError, match=r"unknown system\(s\) \['EAES'\].*'EASE'"):
+        run_quality_benchmark("shop", seeds=(1,), systems=("most popular", "EAES"),
+                              base=RunConfig(data=DataConfig(dataset_options={"shop": SHOP})))

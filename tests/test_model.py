@@ -602,3 +602,22 @@ def test_jit_compiled_training_step_with_images(shop, features, history_encoding
     # the image encoder was trained through the compiled step
     weights_after = [v.numpy() for v in model.item_tower.image_encoder.trainable_variables]
     assert any(np.abs(a - b).max() > 0 for a, b in zip(weights_after, weights_before))
+
+
+def test_a_rolling_refresh_re_encodes_only_its_slice_and_wraps_round(features):
+    model = build(features)
+    vectors, _ = model.encode_catalogue()
+    count = len(vectors)
+    stale = np.zeros_like(vectors)
+    model.item_table.assign(stale)
+    assert model.refresh_item_slice(5, 10, batch_size=4) == 15  # chunks of 4: 4 + 4 + 2
+    table = model.item_table.numpy()
+    np.testing.assert_allclose(table[5:15], vectors[5:15], atol=1e-5)
+    assert not table[:5].any() and not table[15:].any()
+    assert model.refresh_item_slice(count - 3, 5) == 2
+    table = model.item_table.numpy()
+    np.testing.assert_allclose(table[[count - 3, count - 2, count - 1, 0, 1]],
+                               vectors[[count - 3, count - 2, count - 1, 0, 1]], atol=1e-5)
+    assert not table[2:5].any()
+    assert model.refresh_item_slice(0, 10 * count) == 0  # at most the catalogue, once
+    np.testing.assert_allclose(model.item_table.numpy(), vectors, atol=1e-5)

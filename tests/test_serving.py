@@ -481,6 +481,32 @@ def test_scann_index_agrees_with_brute_force():
                                rtol=1e-4)
 
 
+def test_ann_benchmark_frontier_reports_each_setting_it_searched():
+    pytest.importorskip("scann")
+    from mmrec.bench.ann import FRONTIER, compare, format_ann_table, settings_frontier
+    from mmrec.serve.scann_index import default_leaves
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(120, 16)).astype(np.float32)
+    items = np.repeat(centres, 100, axis=0) + rng.normal(scale=0.1, size=(12_000, 16))
+    items = (items / np.linalg.norm(items, axis=1, keepdims=True)).astype(np.float32)
+    queries = items[rng.integers(0, len(items), 128)]
+    leaves = default_leaves(len(items))
+    frontier = settings_frontier(items, queries)
+    assert [(row["leaves_to_search"], row["reorder"]) for row in frontier] == [
+        (max(1, leaves // divisor), reorder) for divisor, reorder in FRONTIER]
+    for row in frontier:
+        assert row["leaves"] == leaves and 0 < row["recall@10"] <= 1 and row["speedup"] > 0
+    # on clustered vectors the widest search finds nearly every true neighbour
+    assert max(row["recall@10"] for row in frontier) >= 0.95
+    table = format_ann_table({"trained": compare(items, queries),
+                              "structured": compare(items[:500], queries),
+                              "uniform_random": compare(items[:500], queries),
+                              "trained_frontier": frontier})
+    assert f"| trained | 12,000 x 16 | {max(1, leaves // 5)} of {leaves} / 1000 |" in table
+    assert "| structured | 500 x 16 | brute force |" in table
+    assert table.count("| trained |") == 1 + len(FRONTIER)
+
+
 def test_recommender_uses_scann_above_the_threshold(model_dir):
     pytest.importorskip("scann")
     exact = Recommender.load(model_dir)

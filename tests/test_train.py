@@ -657,3 +657,29 @@ def test_multi_worker_needs_a_usable_tf_config(shop_folder, tmp_path, monkeypatc
         monkeypatch.setenv("TF_CONFIG", text)
         with pytest.raises(ValueError, match=message):
             cluster_config()
+
+
+def test_training_with_a_rolling_table_refresh_slices_the_catalogue(tmp_path, monkeypatch):
+    from mmrec.model.two_tower import TwoTowerModel
+    events = []  # the real refreshes run; their order is recorded
+    original_slice = TwoTowerModel.refresh_item_slice
+    original_whole = TwoTowerModel.refresh_item_table
+    monkeypatch.setattr(TwoTowerModel, "refresh_item_slice",
+                        lambda self, start, count, **kw: events.append(("slice", start))
+                        or original_slice(self, start, count, **kw))
+    monkeypatch.setattr(TwoTowerModel, "refresh_item_table",
+                        lambda self, *a, **kw: events.append(("whole", None))
+                        or original_whole(self, *a, **kw))
+    config = with_train(CONFIG, epochs=2, table_refresh_steps=5, table_refresh_items=64)
+    metrics = train("shop", config, tmp_path / "run", verbose=0)
+    assert np.isfinite(metrics["valid"]["NDCG@10"])
+    slices = [start for kind, start in events if kind == "slice"]
+    # one slice every 5 steps, each starting where the last ended, round the 200 items
+    assert len(slices) >= 6
+    assert slices == [64 * n % 200 for n in range(len(slices))]
+    # the whole catalogue once before training; within an epoch only slices (the
+    # whole ones between the epochs' slices are validation's, one per epoch)
+    kinds = [kind for kind, _ in events]
+    first, last = kinds.index("slice"), len(kinds) - 1 - kinds[::-1].index("slice")
+    assert kinds[:first] == ["whole"]
+    assert kinds[first:last + 1].count("whole") == 1  # epoch 1's validation

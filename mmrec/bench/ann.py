@@ -31,10 +31,12 @@ def brute_force(items: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(top, order, 1)
 
 
-def compare(items: np.ndarray, queries: np.ndarray, k: int = 10) -> dict:
+def compare(items: np.ndarray, queries: np.ndarray, k: int = 10, **settings) -> dict:
+    """ScaNN (``settings``: :class:`ScannIndex`'s leaves, leaves_to_search,
+    reorder; its defaults otherwise) against brute force on the same batches."""
     from mmrec.serve.scann_index import ScannIndex
     started = time.perf_counter()
-    index = ScannIndex(items)
+    index = ScannIndex(items, **settings)
     build = time.perf_counter() - started
     batches = [queries[i:i + BATCH] for i in range(0, len(queries), BATCH)]
     started = time.perf_counter()
@@ -45,7 +47,8 @@ def compare(items: np.ndarray, queries: np.ndarray, k: int = 10) -> dict:
     scann_seconds = (time.perf_counter() - started) / len(batches)
     recall = np.mean([len(set(a) & set(e)) / k for a, e in zip(approximate, exact)])
     return {"items": len(items), "dim": items.shape[1], "queries": len(queries),
-            "batch": BATCH, "build_seconds": round(build, 1),
+            "leaves": index.leaves, "leaves_to_search": index.leaves_to_search,
+            "reorder": index.reorder, "batch": BATCH, "build_seconds": round(build, 1),
             "brute_force_ms_per_batch": round(1000 * brute_seconds, 2),
             "scann_ms_per_batch": round(1000 * scann_seconds, 2),
             "speedup": round(brute_seconds / scann_seconds, 1),
@@ -81,18 +84,42 @@ def run_ann_benchmark(model_dir: str, *, items: int = 1_000_000, queries: int = 
     structured /= np.linalg.norm(structured, axis=1, keepdims=True)
     uniform = rng.normal(size=(random_items, trained.shape[1])).astype(np.float32)
     uniform /= np.linalg.norm(uniform, axis=1, keepdims=True)
-    return {"model_dir": model_dir, "date": time.strftime("%Y-%m-%d"),
-            "structured": {"noise": round(noise, 4), "from_items": len(trained),
-                           **compare(structured, query_vectors)},
-            "uniform_random": compare(uniform, query_vectors)}
+    report = {"model_dir": model_dir, "date": time.strftime("%Y-%m-%d"),
+              "structured": {"noise": round(noise, 4), "from_items": len(trained),
+                             **compare(structured, query_vectors)},
+              "uniform_random": compare(uniform, query_vectors)}
+    if len(trained) >= TREE_MIN_ITEMS:  # the version's own vectors, as served
+        report["trained"] = compare(trained, query_vectors)
+        report["trained_frontier"] = settings_frontier(trained, query_vectors)
+    return report
+
+
+TREE_MIN_ITEMS = 10_000
+"""Below this, :class:`ScannIndex` searches by brute force (no tree to measure)."""
+FRONTIER = [(divisor, reorder) for divisor in (20, 10, 5) for reorder in (200, 1000)]
+"""Settings tried on a version's own vectors: leaves_to_search = leaves / divisor,
+and the candidates re-scored exactly."""
+
+
+def settings_frontier(items: np.ndarray, queries: np.ndarray) -> list[dict]:
+    """Recall and speed-up of each :data:`FRONTIER` setting on ``items``."""
+    from mmrec.serve.scann_index import default_leaves
+    leaves = default_leaves(len(items))
+    return [compare(items, queries, leaves_to_search=max(1, leaves // divisor),
+                    reorder=reorder) for divisor, reorder in FRONTIER]
 
 
 def format_ann_table(report: dict) -> str:
-    lines = ["| catalogue | items x dim | build s | brute force ms / 64 queries | "
-             "ScaNN ms / 64 queries | speed-up | recall@10 |", "|---|---|---|---|---|---|---|"]
-    for name in ("structured", "uniform_random"):
-        row = report[name]
-        lines.append(f"| {name.replace('_', ' ')} | {row['items']:,} x {row['dim']} | "
+    lines = ["| catalogue | items x dim | leaves searched / reorder | build s | brute force ms "
+             "/ 64 queries | ScaNN ms / 64 queries | speed-up | recall@10 |",
+             "|---|---|---|---|---|---|---|---|"]
+    rows = [(name.replace("_", " "), report[name])
+            for name in ("trained", "structured", "uniform_random") if name in report]
+    rows += [("trained", row) for row in report.get("trained_frontier", [])]
+    for name, row in rows:
+        searched = (f"{row['leaves_to_search']} of {row['leaves']} / {row['reorder']}"
+                    if row["items"] >= TREE_MIN_ITEMS else "brute force")
+        lines.append(f"| {name} | {row['items']:,} x {row['dim']} | {searched} | "
                      f"{row['build_seconds']} | {row['brute_force_ms_per_batch']} | "
                      f"{row['scann_ms_per_batch']} | {row['speedup']}x | {row['recall@10']} |")
     return "\n".join(lines)

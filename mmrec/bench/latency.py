@@ -102,7 +102,26 @@ def run_latency_benchmark(model_dir: str, *, run: str | None = None, calls: int 
         serving(user_id=request)["scores"].numpy()
     elapsed = time.perf_counter() - started
     report["serving_default_batch_64_users_per_second"] = round(64 * len(batches) / elapsed, 1)
+    if report["items"] >= SCANN_MIN_ITEMS:
+        report["recommend_scann"] = time_scann(model_dir, picks, k)
     return report
+
+
+SCANN_MIN_ITEMS = 10_000
+"""From this size on, ``recommend`` is timed with a ScaNN index too (smaller
+catalogues are searched exactly either way)."""
+
+
+def time_scann(model_dir: str, users: list[str], k: int) -> dict | str:
+    """``recommend`` over ``users`` with the version's items in a ScaNN index
+    (or why it could not be timed)."""
+    from mmrec.serve.recommender import Recommender
+    try:
+        import scann  # noqa: F401
+    except ImportError as error:
+        return f"not timed: {error} (pip install 'mmrec[scann]')"
+    recommender = Recommender.load(model_dir, scann_min_items=0)
+    return time_recommend(recommender, users, k)
 
 
 def format_latency_table(report: dict) -> str:
@@ -125,4 +144,10 @@ def format_latency_table(report: dict) -> str:
                   f"{serving['p50_ms']} ms / {serving['p99_ms']} ms |"]
     lines.append(f"| `serving_default`{stages} batch 64 | "
                  f"{report['serving_default_batch_64_users_per_second']:,.0f} users/s |")
+    scann = report.get("recommend_scann")
+    if isinstance(scann, dict):
+        lines.append(f"| `Recommender.recommend` with ScaNN p50 / p99 | {scann['p50_ms']} ms / "
+                     f"{scann['p99_ms']} ms |")
+    elif scann:
+        lines.append(f"| `Recommender.recommend` with ScaNN | {scann} |")
     return "\n".join(lines)

@@ -221,6 +221,13 @@ def run_quality_benchmark(dataset: str, *, seeds=(1, 2, 3), epochs: int | None =
         dataset_obj = load_run_dataset(dataset, data_config)
         data = prepare_data(dataset_obj, data_config)
         has_images = data.features.images is not None or data.features.image_features is not None
+        if systems is not None:  # before anything trains: a typo must not cost a run
+            known = {"most popular", "EASE", CONTENT_TFIDF, "TFRS two-tower", *ABLATIONS,
+                     *RANKERS, *dataset_obj.reference_scorers}
+            unknown = sorted(set(systems) - known)
+            if unknown:
+                raise ValueError(f"bench quality: unknown system(s) {unknown}; {dataset} has "
+                                 f"{sorted(known)}")
         wanted = lambda name: systems is None or name in systems  # noqa: E731
         results = report[table]
         if table == "main":

@@ -259,6 +259,18 @@ class TwoTowerModel(tfrs.Model):
         self.item_table.assign(table)
         return table
 
+    def refresh_item_slice(self, start: int, count: int, batch_size: int = 2048) -> int:
+        """Re-encodes ``count`` items from index ``start`` on (wrapping round the
+        catalogue) into the table; returns where the next slice starts."""
+        num_items = self.spec.num_items
+        count = min(count, num_items)
+        items = (np.arange(start, start + count) % num_items).astype(np.int32)
+        for first in range(0, count, batch_size):
+            chunk = tf.constant(items[first:first + batch_size])
+            vectors, _ = self._encode_for_table(chunk)
+            self.item_table.scatter_update(tf.IndexedSlices(vectors, chunk))
+        return int((start + count) % num_items)
+
     @tf.function(reduce_retracing=True)
     def _encode_for_table(self, items):
         return self.encode_items(items, training=False)

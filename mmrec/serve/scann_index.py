@@ -20,6 +20,11 @@ import math
 import numpy as np
 
 
+def default_leaves(count: int) -> int:
+    """Tree partitions for ``count`` items: about the square root."""
+    return max(2, int(math.sqrt(count)))
+
+
 class ScannIndex:
     """Maximum inner product search over normalised item vectors.
 
@@ -37,9 +42,9 @@ class ScannIndex:
         embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
         count = len(embeddings)
         self.size = count
-        leaves = leaves or max(2, int(math.sqrt(count)))
+        leaves = leaves or default_leaves(count)
         leaves_to_search = leaves_to_search or max(1, leaves // 5)
-        self.reorder = reorder
+        self.leaves, self.leaves_to_search, self.reorder = leaves, leaves_to_search, reorder
         builder = scann.scann_ops_pybind.builder(embeddings, 10, "dot_product")
         if count >= 10_000:
             builder = builder.tree(num_leaves=leaves, num_leaves_to_search=leaves_to_search,

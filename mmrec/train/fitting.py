@@ -58,17 +58,32 @@ def learning_rate(config: TrainConfig, steps_per_epoch: int, epochs: int | None 
 
 
 class ItemTableRefresh(tf.keras.callbacks.Callback):
-    """Re-encodes the catalogue into the history-item table as training moves it."""
+    """Re-encodes the catalogue into the history-item table as training moves it.
 
-    def __init__(self, model_ref: TwoTowerModel, every_steps: int) -> None:
+    Every ``every_steps`` steps: the whole catalogue, or with ``slice_items``
+    the next that many items in turn (then the whole catalogue only when
+    training starts; see ``TrainConfig.table_refresh_items``).
+    """
+
+    def __init__(self, model_ref: TwoTowerModel, every_steps: int, slice_items: int = 0) -> None:
         super().__init__()
-        self.two_tower, self.every_steps = model_ref, every_steps
+        self.two_tower, self.every_steps, self.slice_items = model_ref, every_steps, slice_items
+        self.next_item = 0
+
+    def on_train_begin(self, logs=None):
+        if self.slice_items:
+            self.two_tower.refresh_item_table()
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.two_tower.refresh_item_table()
+        if not self.slice_items:
+            self.two_tower.refresh_item_table()
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.every_steps and (batch + 1) % self.every_steps == 0:
+        if not self.every_steps or (batch + 1) % self.every_steps:
+            return
+        if self.slice_items:
+            self.next_item = self.two_tower.refresh_item_slice(self.next_item, self.slice_items)
+        else:
             self.two_tower.refresh_item_table()
 
 
@@ -77,7 +92,8 @@ class TrainingMonitor(ItemTableRefresh):
 
     def __init__(self, model_ref: TwoTowerModel, data: PreparedData, config: RunConfig,
                  folder: RunFolder, manager: tf.train.CheckpointManager, state: dict) -> None:
-        super().__init__(model_ref, config.train.table_refresh_steps)
+        super().__init__(model_ref, config.train.table_refresh_steps,
+                         config.train.table_refresh_items)
         self.data, self.config = data, config
         self.folder, self.manager, self.state = folder, manager, state
         self.metric = f"NDCG@{config.train.eval_k}"
@@ -282,7 +298,8 @@ def fit_examples(model: TwoTowerModel, examples: dict[str, np.ndarray], config: 
         model.compile(optimizer=tf.keras.optimizers.Adam(step_size or config.train.learning_rate),
                       jit_compile=jit)
         history = model.fit(batches, epochs=epochs, verbose=verbose,
-                            callbacks=[ItemTableRefresh(model, config.train.table_refresh_steps),
+                            callbacks=[ItemTableRefresh(model, config.train.table_refresh_steps,
+                                                        config.train.table_refresh_items),
                                        *(callbacks or [])])
     finally:
         for layer in frozen:
