@@ -517,6 +517,20 @@ def test_recommender_uses_scann_above_the_threshold(model_dir):
         [r.item_id for r in exact.recommend(user_id, k=5)]
 
 
+def test_latency_benchmark_times_recommend_with_a_scann_index(model_dir):
+    pytest.importorskip("scann")
+    from mmrec.bench.latency import format_latency_table, time_scann
+    users = list(Recommender.load(model_dir)._version.user_index)[:25]
+    timed = time_scann(str(model_dir), users, k=5)
+    assert 0 < timed["p50_ms"] <= timed["p99_ms"]
+    table = format_latency_table({"items": 12_000, "k": 5, "calls": 25, "date": "today",
+                                  "load_and_first_answer_seconds": 1.0,
+                                  "recommend": timed, "serving_default_batch_1": timed,
+                                  "serving_default_batch_64_users_per_second": 10.0,
+                                  "recommend_scann": timed})
+    assert f"| `Recommender.recommend` with ScaNN p50 / p99 | {timed['p50_ms']} ms /" in table
+
+
 def test_module_level_recommend_reads_mmrec_model_dir(model_dir, monkeypatch):
     import mmrec
     monkeypatch.setenv("MMREC_MODEL_DIR", str(model_dir))
