@@ -464,15 +464,20 @@ def test_killed_export_leaves_no_version_and_the_next_succeeds(run, tmp_path):
     assert target.name == "1" and versions(directory) == [1]
 
 
+def clustered_items(clusters: int, queries: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors [clusters * 100, 16] around random centres, and queries drawn from them."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, 16)).astype(np.float32)
+    items = np.repeat(centres, 100, axis=0) + rng.normal(scale=0.1, size=(clusters * 100, 16))
+    items = (items / np.linalg.norm(items, axis=1, keepdims=True)).astype(np.float32)
+    return items, items[rng.integers(0, len(items), queries)]
+
+
 def test_scann_index_agrees_with_brute_force():
     pytest.importorskip("scann")
     from mmrec.bench.ann import brute_force
     from mmrec.serve.scann_index import ScannIndex
-    rng = np.random.default_rng(0)
-    centres = rng.normal(size=(200, 16)).astype(np.float32)
-    items = np.repeat(centres, 100, axis=0) + rng.normal(scale=0.1, size=(20_000, 16))
-    items = (items / np.linalg.norm(items, axis=1, keepdims=True)).astype(np.float32)
-    queries = items[rng.integers(0, len(items), 64)]
+    items, queries = clustered_items(200, 64, seed=0)
     approximate, scores = ScannIndex(items).search(queries, 10)
     exact = brute_force(items, queries, 10)
     recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approximate, exact)])
@@ -485,11 +490,7 @@ def test_ann_benchmark_frontier_reports_each_setting_it_searched():
     pytest.importorskip("scann")
     from mmrec.bench.ann import FRONTIER, compare, format_ann_table, settings_frontier
     from mmrec.serve.scann_index import default_leaves
-    rng = np.random.default_rng(1)
-    centres = rng.normal(size=(120, 16)).astype(np.float32)
-    items = np.repeat(centres, 100, axis=0) + rng.normal(scale=0.1, size=(12_000, 16))
-    items = (items / np.linalg.norm(items, axis=1, keepdims=True)).astype(np.float32)
-    queries = items[rng.integers(0, len(items), 128)]
+    items, queries = clustered_items(120, 128, seed=1)
     leaves = default_leaves(len(items))
     frontier = settings_frontier(items, queries)
     assert [(row["leaves_to_search"], row["reorder"]) for row in frontier] == [
