@@ -177,6 +177,7 @@ def test_quality_benchmark_reranks_the_full_models_top_n_with_the_ranker_and_its
     assert "| mmrec + ranker |" in table and "| mmrec + ranker (mean history) |" in table
 
 
+@pytest.mark.slow  # four training runs in fresh processes
 def test_scale_benchmark_measures_each_point_in_its_own_process():
     from mmrec.bench.scale import format_scale_tables, run_scale_benchmark
     from mmrec.config import ModelConfig, TrainConfig
