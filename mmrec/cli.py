@@ -175,6 +175,7 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from mmrec.train.run_folder import RunFolder
     from mmrec.train.runtime import describe_jit, distribution_strategy, is_chief
     from mmrec.train.trainer import train
     config = read_run_config(args)
@@ -187,7 +188,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"mmrec: multi-worker strategy, {resolver.task_type} {resolver.task_id} "
               f"({'chief: writes' if is_chief(strategy) else 'writes a scratch copy beside'} "
               f"{args.out}), {strategy.num_replicas_in_sync} replicas in all", file=sys.stderr)
-        if (Path(args.out) / "config.json").exists():
+        if RunFolder(args.out).config_file.exists():
             print(f"mmrec: {args.out} holds this run's set-up: continuing it from its last "
                   "backed-up epoch", file=sys.stderr)
     elif strategy.num_replicas_in_sync > 1:

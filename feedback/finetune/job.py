@@ -243,9 +243,9 @@ def run_finetune(store, model_dir: str | os.PathLike, config: FinetuneConfig = F
             callbacks=[_KillWhileTraining()] if _kill_requested("training") else None)
         report["fit"] = {"seconds": round(time.perf_counter() - fitting_started, 2),
                          "loss": history.get("loss")}
-        ranker = None
-        item_embeddings, gates = candidate.model.encode_catalogue()
+        ranker = item_embeddings = gates = None  # without a ranker, publish encodes
         if live.ranker is not None:
+            item_embeddings, gates = candidate.model.encode_catalogue()
             ranker_started = time.perf_counter()
             ranker, report["ranker"] = finetune_ranker(live.ranker, candidate.model, training,
                                                        config, item_embeddings, gates)

@@ -126,7 +126,7 @@ def is_chief(strategy: tf.distribute.Strategy | None = None) -> bool:
     the cluster names no chief)."""
     strategy = strategy or tf.distribute.get_strategy()
     resolver = getattr(strategy, "cluster_resolver", None)
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
+    if not is_multi_worker(strategy) or resolver is None:
         return True
     role, index = resolver.task_type, resolver.task_id
     if role == "chief":

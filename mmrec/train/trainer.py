@@ -123,7 +123,7 @@ def train(dataset: str, config: RunConfig, out: str | Path, *, resume: bool = Fa
             "valid": evaluate_model(model, data.valid, data),
             "test": evaluate_model(model, data.test, data)}
     folder.write_json(folder.metrics_file, metrics)
-    if backup_dir is not None and folder.path != Path(out):
+    if backup_dir is not None and not is_chief(strategy):
         shutil.rmtree(folder.path, ignore_errors=True)  # a worker's scratch copy, done with
     elif backup_dir is not None and backup_dir.is_dir() and not any(backup_dir.iterdir()):
         backup_dir.rmdir()  # BackupAndRestore emptied it when training ended
