@@ -29,6 +29,7 @@ def python_blocks(markdown: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", markdown, flags=re.DOTALL)
 
 
+@pytest.mark.slow
 def test_readme_python_examples_run_as_written(tmp_path):
     blocks = python_blocks((ROOT / "README.md").read_text())
     assert len(blocks) >= 2
@@ -44,6 +45,7 @@ def test_readme_python_examples_run_as_written(tmp_path):
     assert "cuInit" not in done.stderr and "PredictCost" not in done.stderr
 
 
+@pytest.mark.slow
 def test_quickstart_notebook_runs_top_to_bottom(tmp_path):
     nbformat = pytest.importorskip("nbformat")
     from nbclient import NotebookClient

@@ -203,6 +203,7 @@ def test_a_seeded_movielens_run_gives_the_numbers_it_gave_before_the_trainer_was
 
 # --- a run is bound to its data ----------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_changed_data_folder_is_refused_naming_what_changed(shop_folder, tmp_path):
     from mmrec.data.fingerprint import DataChangedError
     (tmp_path / "tiny.toml").write_text(TINY_TOML)
@@ -314,6 +315,7 @@ def test_jit_training_reports_it(tmp_path):
     assert json.loads((tmp_path / "jit" / "metrics.json").read_text())["jit_compile"] is True
 
 
+@pytest.mark.slow
 def test_an_epoch_under_mixed_float16_trains_to_finite_numbers(tmp_path):
     # The shop has users whose first clicks are examples with an empty history.
     metrics = train("shop", with_train(precision="mixed_float16", epochs=1),
@@ -414,6 +416,7 @@ def test_incomplete_run_folder_names_the_missing_part(shop_run, tmp_path):
         load_trained(run)
 
 
+@pytest.mark.slow
 def test_resume_before_the_first_epoch_finished_starts_over(shop_run, tmp_path):
     # killed during epoch 1: set-up written, nothing trained yet
     run = copy_run(shop_run, tmp_path)
@@ -557,6 +560,7 @@ def test_killed_run_resumes_to_the_configured_epochs(killed_run, shop_run, tmp_p
     assert RunFolder(run).missing() == [] and (run / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_an_epoch_checkpointed_but_not_recorded_is_validated_again(killed_run, tmp_path):
     # killed after the checkpoint of its last epoch, before state.json recorded it
     run = tmp_path / "run"
