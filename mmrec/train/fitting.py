@@ -109,16 +109,23 @@ class TrainingMonitor(ItemTableRefresh):
             self.recover_epoch(epoch)
             started = time.perf_counter()  # not the validation of the recovered epoch
         elif done > epoch:
-            self._forget_after(epoch)
+            self.rewind_to(epoch)
         self.started = started
 
-    def _forget_after(self, epoch: int) -> None:
-        """Drops recorded epochs after ``epoch``, which the restored weights
-        never saw (they are trained again)."""
-        kept = [h for h in self.state.get("history", []) if h["epoch"] <= epoch]
-        logger.info("restored after epoch %d: epochs %s are trained again", epoch,
-                    [h["epoch"] for h in self.state["history"] if h["epoch"] > epoch])
-        self.state["history"], self.state["epochs_done"] = kept, epoch
+    def rewind_to(self, epoch: int) -> None:
+        """Makes the state agree with weights restored after ``epoch``: recorded
+        epochs after it are dropped (the restored weights never saw them; they
+        are trained again) and the best epoch is chosen among those kept.
+        ``epochs_done`` becomes the last epoch still recorded, which is below
+        ``epoch`` when the run stopped between checkpointing an epoch and
+        recording it (:meth:`recover_epoch` then records it)."""
+        history = self.state.get("history", [])
+        kept = [h for h in history if h["epoch"] <= epoch]
+        dropped = [h["epoch"] for h in history if h["epoch"] > epoch]
+        if dropped:
+            logger.info("restored after epoch %d: epochs %s are trained again", epoch, dropped)
+        self.state["history"] = kept
+        self.state["epochs_done"] = kept[-1]["epoch"] if kept else 0
         if kept:
             best = max(kept, key=lambda h: h[f"val_{self.metric}"])
             self.state.update(best_value=best[f"val_{self.metric}"], best_epoch=best["epoch"])
@@ -237,9 +244,7 @@ def fit_run(config: RunConfig, folder: RunFolder, data: PreparedData, state: dic
         initial_epoch = int(checkpoint_path.rsplit("-", 1)[1])
         # The checkpoint is the truth: state.json may hold epochs after it
         # (dropped here) or lack its own (validated again).
-        recorded = [h for h in state.get("history", []) if h["epoch"] <= initial_epoch]
-        state["history"] = recorded
-        state["epochs_done"] = recorded[-1]["epoch"] if recorded else 0
+        monitor.rewind_to(initial_epoch)
         logger.info("resuming after epoch %d from %s", initial_epoch, checkpoint_path)
         if state["epochs_done"] < initial_epoch:
             monitor.recover_epoch(initial_epoch)
