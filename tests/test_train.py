@@ -330,6 +330,7 @@ def test_cosine_schedule_decays_to_a_tenth_over_the_run(tmp_path):
     check_metrics(metrics, epochs=2)
     _, data, _, _ = load_trained(tmp_path / "cosine")
     steps_per_epoch = len(data.train_examples["item"]) // config.data.batch_size
+    assert [e["examples"] for e in metrics["history"]] == [len(data.train_examples["item"])] * 2
     # the trainer sizes the schedule by the batches its pipeline yields
     batches = make_dataset(data.train_examples, config.data, training=True)
     assert int(batches.cardinality()) == steps_per_epoch

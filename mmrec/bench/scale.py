@@ -72,7 +72,7 @@ def measure_point(config: RunConfig, workdir: Path) -> dict:
     from mmrec.train.trainer import train
     metrics = train("shop", config, workdir / "run", verbose=0)
     history = [h for h in metrics["history"] if h.get("seconds") is not None]
-    examples = int(round(history[-1]["examples_per_second"] * history[-1]["seconds"]))
+    examples = history[-1]["examples"]
     trained_rss = peak_rss_mib()
     started = time.perf_counter()
     version = export_run(workdir / "run", workdir / "models", k=10)

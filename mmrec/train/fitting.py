@@ -144,6 +144,7 @@ class TrainingMonitor(ItemTableRefresh):
         self._record({"epoch": epoch + 1, "loss": float(logs.get("loss", np.nan)),
                       f"val_{self.metric}": value, "seconds": round(seconds, 2),
                       "validation_seconds": round(validation_seconds, 2),
+                      "examples": examples,
                       "examples_per_second": round(examples / max(seconds, 1e-9), 1)})
         patience = self.config.train.early_stopping_patience
         if patience and epoch + 1 - self.state["best_epoch"] >= patience:
