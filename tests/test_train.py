@@ -174,13 +174,17 @@ PERCENTILE_TOLERANCE = 0.1
 # in one list), with losses and validation as recorded. A swap of two adjacent
 # items moves one query's NDCG by at most 1 - 1/log2(3) = 0.37, so a changed
 # result (which moves many queries) is still caught at a fraction of one query.
+# Encoding the catalogue in chunks of 256 instead of 2,048 items (same weights,
+# other float sums in the encoder) gave the same kind of swap in epoch 2's
+# validation NDCG@10: 0.0740294 against the recorded 0.0740141.
 ONE_QUERY_SWAP = 0.37
 
 
 def check_same_as_recorded(metrics: dict, recorded: dict, near_ties: bool = False) -> None:
     assert losses(metrics) == pytest.approx(recorded["losses"], rel=LOSS_TOLERANCE)
-    assert [e["val_NDCG@10"] for e in metrics["history"]] == pytest.approx(recorded["val"],
-                                                                          rel=1e-6)
+    queries = metrics["valid"]["queries"]
+    assert [e["val_NDCG@10"] for e in metrics["history"]] == pytest.approx(
+        recorded["val"], **({"abs": ONE_QUERY_SWAP / queries} if near_ties else {"rel": 1e-6}))
     for part in ("valid", "test"):
         for key in KEYS:
             tolerance = ({"abs": PERCENTILE_TOLERANCE} if key.startswith("popularity")

@@ -45,11 +45,10 @@ from mmrec.export.publish import PublishedModel, load_published, publish
 from mmrec.export.serving_tables import ServingTables
 from mmrec.features.item_features import ItemFeatures
 from mmrec.features.text import TextTokenizer
-from mmrec.model.two_tower import build_two_tower
+from mmrec.model.two_tower import ENCODE_CHUNK, build_two_tower
 from mmrec.progress import progress
 
 logger = logging.getLogger("mmrec.export")
-EMBED_BATCH = 1024
 
 
 @dataclasses.dataclass
@@ -74,8 +73,8 @@ def _new_item_features(published: PublishedModel, texts: list[str], text_mask: n
     """The version's item features with the new items' rows appended."""
     features = published.features
     tokenizer = TextTokenizer(features.vocabulary, int(features.token_ids.shape[1]))
-    tokens = np.concatenate([tokenizer(texts[s:s + EMBED_BATCH]).numpy()
-                             for s in range(0, len(texts), EMBED_BATCH)])
+    tokens = np.concatenate([tokenizer(texts[s:s + ENCODE_CHUNK]).numpy()
+                             for s in range(0, len(texts), ENCODE_CHUNK)])
     appended = None
     if features.images is not None:
         appended = np.concatenate([features.images, images])
@@ -140,9 +139,9 @@ def add_items(model_dir: str | os.PathLike, items: str | os.PathLike, *,
     model.copy_weights_from(published.model)
     old_count = published.tables.num_items
     vectors, gates = [], []
-    for start in progress(range(old_count, old_count + len(new), EMBED_BATCH),
+    for start in progress(range(old_count, old_count + len(new), ENCODE_CHUNK),
                           desc="embedding new items", min_items=2):
-        chunk = tf.range(start, min(start + EMBED_BATCH, old_count + len(new)))
+        chunk = tf.range(start, min(start + ENCODE_CHUNK, old_count + len(new)))
         chunk_vectors, chunk_gates = model.encode_items(chunk)
         vectors.append(chunk_vectors.numpy())
         gates.append(chunk_gates.numpy())
