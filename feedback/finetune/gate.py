@@ -56,6 +56,9 @@ def gate_scores(model, recent: EvaluationQueries, validation: EvaluationQueries,
     model's item table), the two stages are scored as the version serves
     them: retrieval's top N (the ranker's ``candidates``) re-ranked, the rest
     in retrieval order (:func:`mmrec.evaluate.reranking.reranked_metrics`).
+    The model's item table is then set to the ranker's item vectors (the
+    version's own), so that the user tower reads its histories as the version
+    serves them; callers pass a model whose table already holds them.
     """
     scores = {}
     for name, queries in (("recent", recent), ("validation", validation)):
