@@ -141,3 +141,15 @@ def test_the_ranker_table_round_trips_through_the_run_config(tmp_path):
     assert config.ranker.candidates == 200 and config.ranker.hidden_units == (32, 16)
     assert RunConfig.from_dict(config.to_dict()) == config
     assert RunConfig().ranker.candidates == 100  # the default
+
+
+def test_every_built_in_data_set_has_a_config_that_reads():
+    from pathlib import Path
+    from mmrec.data.registry import BUILTIN
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    for name in BUILTIN:
+        path = configs / f"{name}.toml"
+        assert path.is_file(), f"configs/{name}.toml is missing"
+        RunConfig.from_toml(path)  # refuses unknown keys and wrong types
+        assert "validation" in path.read_text()  # says how its settings were chosen
+    assert RunConfig.from_toml(configs / "movielens-100k.toml").data.history_length == 50
