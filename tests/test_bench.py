@@ -144,6 +144,7 @@ def test_an_ablation_equal_to_the_full_model_is_not_trained_twice():
     assert report["main"]["mmrec (full)"]["test"]["NDCG@10"]["mean"] >= 0
 
 
+@pytest.mark.slow
 def test_quality_benchmark_reranks_the_full_models_top_n_with_the_ranker_and_its_ablation():
     from mmrec.bench.quality import RANKERS
     from mmrec.config import ModelConfig, RankerConfig, TrainConfig

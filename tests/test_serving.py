@@ -92,6 +92,7 @@ def test_warmup_records_call_every_signature(model_dir):
     assert batch.model_spec.name == model_dir.name
 
 
+@pytest.mark.slow
 def test_the_load_test_replays_every_warmup_request_in_a_fresh_process(model_dir, tmp_path):
     import shutil
 

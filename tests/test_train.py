@@ -421,6 +421,28 @@ def test_incomplete_run_folder_names_the_missing_part(shop_run, tmp_path):
         load_trained(run)
 
 
+def test_restored_weights_rewind_the_recorded_epochs_but_keep_the_best_that_best_holds():
+    from mmrec.train.fitting import TrainingMonitor
+    monitor = TrainingMonitor.__new__(TrainingMonitor)  # the bookkeeping alone, no model
+    monitor.metric = "NDCG@10"
+    history = [{"epoch": e, "val_NDCG@10": v} for e, v in ((1, 0.1), (2, 0.3), (3, 0.2))]
+    monitor.state = {"history": list(history), "epochs_done": 3, "best_value": 0.3,
+                     "best_epoch": 2}
+    monitor.rewind_to(3)  # nothing after the checkpoint: nothing changes
+    assert monitor.state["history"] == history and monitor.state["epochs_done"] == 3
+    monitor.rewind_to(1)  # epochs 2 and 3 are trained again; best/ still holds epoch 2
+    assert monitor.state == {"history": history[:1], "epochs_done": 1, "best_value": 0.3,
+                             "best_epoch": 2}
+    monitor.state = {"history": list(history[:2]), "epochs_done": 2, "best_value": 0.3,
+                     "best_epoch": 2}
+    monitor.rewind_to(3)  # epoch 3 checkpointed, not recorded: recover_epoch's turn
+    assert monitor.state["epochs_done"] == 2
+    monitor.state = {}
+    monitor.rewind_to(2)  # nothing recorded at all
+    assert monitor.state == {"history": [], "epochs_done": 0, "best_value": -1.0,
+                             "best_epoch": 0}
+
+
 @pytest.mark.slow
 def test_resume_before_the_first_epoch_finished_starts_over(shop_run, tmp_path):
     # killed during epoch 1: set-up written, nothing trained yet
@@ -548,6 +570,7 @@ def killed_run(tmp_path_factory) -> tuple[Path, dict]:
     return run, state
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_configured_epochs(killed_run, shop_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(killed_run[0], run)
@@ -668,6 +691,7 @@ def test_multi_worker_needs_a_usable_tf_config(shop_folder, tmp_path, monkeypatc
             cluster_config()
 
 
+@pytest.mark.slow
 def test_training_with_a_rolling_table_refresh_slices_the_catalogue(tmp_path, monkeypatch):
     from mmrec.model.two_tower import TwoTowerModel
     events = []  # the real refreshes run; their order is recorded

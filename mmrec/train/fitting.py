@@ -115,10 +115,14 @@ class TrainingMonitor(ItemTableRefresh):
     def rewind_to(self, epoch: int) -> None:
         """Makes the state agree with weights restored after ``epoch``: recorded
         epochs after it are dropped (the restored weights never saw them; they
-        are trained again) and the best epoch is chosen among those kept.
-        ``epochs_done`` becomes the last epoch still recorded, which is below
-        ``epoch`` when the run stopped between checkpointing an epoch and
-        recording it (:meth:`recover_epoch` then records it)."""
+        are trained again). ``epochs_done`` becomes the last epoch still
+        recorded, which is below ``epoch`` when the run stopped between
+        checkpointing an epoch and recording it; the caller then records it
+        with :meth:`recover_epoch`.
+
+        The best epoch is kept as recorded, even a dropped one: ``best/`` holds
+        its weights, which were validated, and a retrained epoch replaces them
+        only by beating its value, so the state always describes ``best/``."""
         history = self.state.get("history", [])
         kept = [h for h in history if h["epoch"] <= epoch]
         dropped = [h["epoch"] for h in history if h["epoch"] > epoch]
@@ -126,10 +130,7 @@ class TrainingMonitor(ItemTableRefresh):
             logger.info("restored after epoch %d: epochs %s are trained again", epoch, dropped)
         self.state["history"] = kept
         self.state["epochs_done"] = kept[-1]["epoch"] if kept else 0
-        if kept:
-            best = max(kept, key=lambda h: h[f"val_{self.metric}"])
-            self.state.update(best_value=best[f"val_{self.metric}"], best_epoch=best["epoch"])
-        else:
+        if not kept and "best_epoch" not in self.state:
             self.state.update(best_value=-1.0, best_epoch=0)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -160,7 +161,8 @@ class TrainingMonitor(ItemTableRefresh):
         value = self._validate()
         logger.info("epoch %d was checkpointed but not recorded; validated again", epoch)
         self._record({"epoch": epoch, "loss": None, f"val_{self.metric}": value,
-                      "seconds": None, "examples_per_second": None, "recovered": True})
+                      "seconds": None, "validation_seconds": None, "examples": None,
+                      "examples_per_second": None, "recovered": True})
 
     def _validate(self) -> float:
         metrics = evaluate_model(self.two_tower, self.data.valid, self.data,
