@@ -19,6 +19,7 @@ Commands mirror the data flow, each a thin layer over the Python API:
     mmrec recommend     --user 196 [-k 10] [--model-dir DIR] [--json] [--sheet recs.png]
                         [--no-rerank]
     mmrec bench quality --dataset movielens-100k [--seeds 1,2,3] [--json FILE]
+    mmrec bench merge   seed11.json seed12.json [--json FILE]
     mmrec bench throughput --dataset shop [--precisions float32,mixed_bfloat16] [--json FILE]
     mmrec bench latency --model-dir saved_models/mmrec [--run runs/ml] [--json FILE]
     mmrec bench ann     --model-dir saved_models/mmrec [--items 1000000] [--json FILE]
@@ -316,6 +317,22 @@ def cmd_bench_quality(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_merge(args: argparse.Namespace) -> int:
+    from mmrec.bench.merge import merge_quality_reports
+    from mmrec.bench.quality import format_quality_table
+    reports = []
+    for path in args.reports:
+        try:
+            reports.append(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError) as error:
+            raise ValueError(f"{path}: not a readable JSON report ({error})") from error
+    report = merge_quality_reports(reports, sources=list(args.reports))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    print(format_quality_table(report))
+    return 0
+
+
 def cmd_bench_throughput(args: argparse.Namespace) -> int:
     from mmrec.bench.throughput import format_throughput_table, run_throughput_benchmark
     precisions = tuple(p.strip() for p in args.precisions.split(",") if p.strip())
@@ -587,6 +604,12 @@ def build_parser() -> argparse.ArgumentParser:
                          help="also evaluate this trained run folder (repeatable)")
     quality.add_argument("--json", help="write the report to this file")
     quality.set_defaults(handler=cmd_bench_quality)
+    merge = bench_commands.add_parser(
+        "merge", help="one quality table from reports that each ran some seeds or systems "
+                      "(same data set, config and code)")
+    merge.add_argument("reports", nargs="+", help="JSON reports of mmrec bench quality")
+    merge.add_argument("--json", help="write the merged report to this file")
+    merge.set_defaults(handler=cmd_bench_merge)
     throughput = bench_commands.add_parser("throughput", help="training examples/s, XLA on/off")
     throughput.add_argument("--dataset", required=True)
     add_config_options(throughput)

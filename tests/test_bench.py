@@ -242,3 +242,78 @@ def test_quality_benchmark_refuses_an_unknown_system_before_anything_runs():
     with pytest.raises(ValueError, match=r"unknown system\(s\) \['EAES'\].*'EASE'"):
         run_quality_benchmark("shop", seeds=(1,), systems=("most popular", "EAES"),
                               base=RunConfig(data=DataConfig(dataset_options={"shop": SHOP})))
+
+
+def test_reports_of_single_seeds_merge_into_the_report_of_both(tmp_path, capsys):
+    import copy
+
+    from mmrec.bench.merge import ReportMismatchError, merge_quality_reports
+    from mmrec.cli import main
+
+    systems = ("most popular", "EASE", "TFRS two-tower")
+    kwargs = dict(systems=systems, cold_item_share=0,
+                  base=RunConfig(data=DataConfig(dataset_options={"shop": SHOP})))
+    parts = [run_quality_benchmark("shop", seeds=(seed,), **kwargs) for seed in (2, 1)]
+    both = run_quality_benchmark("shop", seeds=(1, 2), **kwargs)
+    merged = merge_quality_reports(parts, sources=["seed2.json", "seed1.json"])
+    assert merged["seeds"] == [1, 2] and merged["merged_from"] == ["seed2.json", "seed1.json"]
+    assert merged["code"]["source"] == both["code"]["source"]
+    for name in ("most popular", "EASE"):  # nothing learned from a seed: taken as they are
+        assert merged["main"][name]["test"] == both["main"][name]["test"]
+    tfrs, tfrs_both = merged["main"]["TFRS two-tower"], both["main"]["TFRS two-tower"]
+    assert tfrs["seeds"] == [1, 2]  # in seed order, whichever part came first
+    for part in ("valid", "test"):  # mean, sd and interval over both seeds, computed again
+        for key in ("mean", "std", "ci95"):
+            assert tfrs[part]["NDCG@10"][key] == pytest.approx(
+                tfrs_both[part]["NDCG@10"][key], abs=1e-9)
+    assert tfrs["test"]["NDCG@10"]["n"] == 2
+
+    # parts of different benchmarks are refused with the field that differs
+    other = copy.deepcopy(parts[1])
+    other["config"]["train"]["learning_rate"] *= 2
+    with pytest.raises(ReportMismatchError, match=r"b\.json: config differs .*"
+                                                  r"train\.learning_rate"):
+        merge_quality_reports([parts[0], other], sources=["a.json", "b.json"])
+    other = copy.deepcopy(parts[1])
+    other["code"]["source"] = "0" * 16
+    with pytest.raises(ReportMismatchError, match="other code"):
+        merge_quality_reports([parts[0], other])
+    with pytest.raises(ReportMismatchError, match="seed 2 was measured in both"):
+        merge_quality_reports([parts[0], parts[0]], sources=["a.json", "a-again.json"])
+    other = copy.deepcopy(parts[1])
+    other["main"]["EASE"]["test"]["NDCG@10"] += 0.01
+    with pytest.raises(ReportMismatchError, match="EASE: test metrics differ"):
+        merge_quality_reports([parts[0], other])
+    del other["config"]
+    with pytest.raises(ReportMismatchError, match="has no 'config'"):
+        merge_quality_reports([parts[0], other])
+
+    # the command line: parts in, one table and one JSON report out
+    paths = []
+    for report in parts:
+        paths.append(tmp_path / f"seed{report['seeds'][0]}.json")
+        paths[-1].write_text(json.dumps(report))
+    out = tmp_path / "merged.json"
+    assert main(["bench", "merge", *map(str, paths), "--json", str(out)]) == 0
+    assert "| TFRS two-tower |" in capsys.readouterr().out
+    assert json.loads(out.read_text())["main"]["TFRS two-tower"]["seeds"] == [1, 2]
+    assert main(["bench", "merge", str(paths[0]), str(paths[0])]) == 2
+    assert "seed 2 was measured in both" in capsys.readouterr().err
+
+
+def test_the_source_fingerprint_follows_the_code_not_the_commit(tmp_path):
+    from mmrec.bench.provenance import code_provenance, source_fingerprint
+
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "a.py").write_text("x = 1\n")
+    (package / "sub" / "b.py").write_text("y = 2\n")
+    (package / "notes.md").write_text("docs\n")
+    before = source_fingerprint(package)
+    (package / "notes.md").write_text("other docs\n")
+    assert source_fingerprint(package) == before
+    (package / "sub" / "b.py").write_text("y = 3\n")
+    assert source_fingerprint(package) != before
+    outside_git = code_provenance(package)
+    assert outside_git["commit"] is None and outside_git["changed"] is None
+    assert code_provenance()["source"] == source_fingerprint()

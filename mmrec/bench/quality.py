@@ -38,6 +38,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from mmrec.bench.provenance import code_provenance
 from mmrec.config import DataConfig, RankerConfig, RunConfig
 from mmrec.evaluate.baselines import EASE, ContentTfidf, MostPopular
 from mmrec.evaluate.metrics import evaluate_scorer
@@ -210,7 +211,9 @@ def run_quality_benchmark(dataset: str, *, seeds=(1, 2, 3), epochs: int | None =
     report = {"dataset": dataset, "seeds": list(seeds), "epochs": epochs,
               "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
                          f"GPU: {bool(tf.config.list_physical_devices('GPU'))}",
-              "date": time.strftime("%Y-%m-%d"), "main": {}, "cold_start": {}}
+              "date": time.strftime("%Y-%m-%d"), "code": code_provenance(),
+              "config": base.to_dict(), "cold_item_share": cold_item_share,
+              "main": {}, "cold_start": {}}
     for table, share in (("main", 0.0), ("cold_start", cold_item_share)):
         if table == "cold_start" and not share:
             continue
@@ -260,7 +263,9 @@ def run_quality_benchmark(dataset: str, *, seeds=(1, 2, 3), epochs: int | None =
             tfrs_runs = [train_id_two_tower(data, seed) for seed in seeds]
             results["TFRS two-tower"] = {"valid": summarise([r[0] for r in tfrs_runs]),
                                          "test": summarise([r[1] for r in tfrs_runs]),
-                                         "runs": [r[1] for r in tfrs_runs]}
+                                         "runs": [r[1] for r in tfrs_runs],
+                                         "valid_runs": [r[0] for r in tfrs_runs],
+                                         "seeds": list(seeds)}
             save_partial()
         names = ["mmrec (full)"] if table == "cold_start" else list(ABLATIONS)
         rankers = {name: dataclasses.replace(base.ranker, **changes)
