@@ -310,7 +310,9 @@ def cmd_bench_quality(args: argparse.Namespace) -> int:
     report = run_quality_benchmark(args.dataset, seeds=seeds, epochs=args.epochs,
                                    systems=systems, cold_item_share=args.cold_item_share,
                                    base=read_run_config(args),
-                                   trained_runs=tuple(args.run), partial_json=args.json)
+                                   trained_runs=tuple(args.run), partial_json=args.json,
+                                   tables=tuple(t.strip().replace("-", "_")
+                                                for t in args.tables.split(",")))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     print(format_quality_table(report))
@@ -600,6 +602,8 @@ def build_parser() -> argparse.ArgumentParser:
     quality.add_argument("--systems", help="comma-separated subset of the systems to run")
     quality.add_argument("--cold-item-share", type=float, default=0.1,
                          help="share of items held out for the cold-start table (0: skip)")
+    quality.add_argument("--tables", default="main,cold-start",
+                         help="which tables to run: main, cold-start or both (default)")
     quality.add_argument("--run", action="append", default=[],
                          help="also evaluate this trained run folder (repeatable)")
     quality.add_argument("--json", help="write the report to this file")

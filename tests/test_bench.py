@@ -242,6 +242,8 @@ def test_quality_benchmark_refuses_an_unknown_system_before_anything_runs():
     with pytest.raises(ValueError, match=r"unknown system\(s\) \['EAES'\].*'EASE'"):
         run_quality_benchmark("shop", seeds=(1,), systems=("most popular", "EAES"),
                               base=RunConfig(data=DataConfig(dataset_options={"shop": SHOP})))
+    with pytest.raises(ValueError, match=r"tables must be among \['main', 'cold_start'\]"):
+        run_quality_benchmark("shop", seeds=(1,), tables=("cold",))
 
 
 def test_reports_of_single_seeds_merge_into_the_report_of_both(tmp_path, capsys):
@@ -251,12 +253,21 @@ def test_reports_of_single_seeds_merge_into_the_report_of_both(tmp_path, capsys)
     from mmrec.cli import main
 
     systems = ("most popular", "EASE", "TFRS two-tower")
-    kwargs = dict(systems=systems, cold_item_share=0,
+    kwargs = dict(cold_item_share=0.1,
                   base=RunConfig(data=DataConfig(dataset_options={"shop": SHOP})))
-    parts = [run_quality_benchmark("shop", seeds=(seed,), **kwargs) for seed in (2, 1)]
-    both = run_quality_benchmark("shop", seeds=(1, 2), **kwargs)
-    merged = merge_quality_reports(parts, sources=["seed2.json", "seed1.json"])
-    assert merged["seeds"] == [1, 2] and merged["merged_from"] == ["seed2.json", "seed1.json"]
+    parts = [run_quality_benchmark("shop", seeds=(seed,), systems=systems, tables=("main",),
+                                   **kwargs) for seed in (2, 1)]
+    both = run_quality_benchmark("shop", seeds=(1, 2), systems=systems, tables=("main",),
+                                 **kwargs)
+    assert both["cold_start"] == {} and both["tables"] == ["main"]
+    cold = run_quality_benchmark("shop", seeds=(1, 2), systems=("TFRS two-tower",),
+                                 tables=("cold_start",), **kwargs)
+    assert cold["main"] == {} and set(cold["cold_start"]) == {"TFRS two-tower"}
+    merged = merge_quality_reports(parts + [cold], sources=["seed2.json", "seed1.json", "cold"])
+    assert merged["seeds"] == [1, 2] and merged["merged_from"] == ["seed2.json", "seed1.json",
+                                                                   "cold"]
+    assert merged["tables"] == ["main", "cold_start"]
+    assert merged["cold_start"]["TFRS two-tower"] == cold["cold_start"]["TFRS two-tower"]
     assert merged["code"]["source"] == both["code"]["source"]
     for name in ("most popular", "EASE"):  # nothing learned from a seed: taken as they are
         assert merged["main"][name]["test"] == both["main"][name]["test"]

@@ -3,8 +3,8 @@
 A reporting table can be too long for one sitting: on 2 CPU cores one seed of
 the shop's full model takes most of an hour at 10 epochs, and the table wants
 three seeds, the ablations and the cold-start runs. ``mmrec bench quality``
-therefore runs any subset of seeds and systems, and this module joins the
-parts, as if one command had run them all:
+therefore runs any subset of seeds, systems and tables, and this module joins
+the parts, as if one command had run them all:
 
 - The parts must describe the same benchmark: the same data set, config,
   epochs, share of cold items and the same code (the source fingerprint of
@@ -72,6 +72,8 @@ def merge_quality_reports(reports: list[dict], sources: list[str] | None = None)
         date=_joined(report["date"] for report in reports),
         code=dict(first["code"], commit=_joined(r["code"]["commit"] or "?" for r in reports),
                   changed=any(r["code"]["changed"] for r in reports)),
+        tables=[table for table in ("main", "cold_start")
+                if any(table in report.get("tables", ("main", "cold_start")) for report in reports)],
         seconds=round(sum(report.get("seconds", 0.0) for report in reports), 1),
         merged_from=sources)
     for table in ("main", "cold_start"):

@@ -55,6 +55,7 @@ from mmrec.train.trainer import load_trained, train, trained_model
 logger = logging.getLogger("mmrec.bench")
 METRICS = ("HR@10", "NDCG@10", "MRR@10", "Recall@20", "NDCG@20")
 CONTENT_TFIDF = "content TF-IDF"
+TABLES = ("main", "cold_start")
 # Student's t, two-sided 95%, for 1-30 degrees of freedom; beyond, the
 # Cornish-Fisher expansion around 1.96 (within 0.001 of the table at 40 and up).
 _T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
@@ -189,7 +190,8 @@ def run_quality_benchmark(dataset: str, *, seeds=(1, 2, 3), epochs: int | None =
                           systems: tuple[str, ...] | None = None,
                           cold_item_share: float = 0.1, base: RunConfig | None = None,
                           trained_runs: tuple[str, ...] = (),
-                          partial_json: str | None = None) -> dict:
+                          partial_json: str | None = None,
+                          tables: tuple[str, ...] = TABLES) -> dict:
     """Trains and evaluates every system; returns a JSON-ready report.
 
     ``epochs``: every neural run trains at most this many epochs
@@ -197,8 +199,14 @@ def run_quality_benchmark(dataset: str, *, seeds=(1, 2, 3), epochs: int | None =
     ``trained_runs`` are already trained run folders whose best weights are
     evaluated in the same harness and added to the main table. With
     ``partial_json`` the report so far is written after every system, so a
-    long benchmark that dies keeps what it measured.
+    long benchmark that dies keeps what it measured. ``tables`` runs the main
+    table, the cold-start table or both (a long benchmark can run them apart
+    and ``mmrec bench merge`` join them).
     """
+    unknown_tables = sorted(set(tables) - set(TABLES))
+    if unknown_tables or not tables:
+        raise ValueError(f"bench quality: tables must be among {list(TABLES)}; "
+                         f"got {list(tables)}")
     def save_partial() -> None:
         if partial_json:
             import json
@@ -213,9 +221,10 @@ def run_quality_benchmark(dataset: str, *, seeds=(1, 2, 3), epochs: int | None =
                          f"GPU: {bool(tf.config.list_physical_devices('GPU'))}",
               "date": time.strftime("%Y-%m-%d"), "code": code_provenance(),
               "config": base.to_dict(), "cold_item_share": cold_item_share,
+              "tables": [table for table in TABLES if table in tables],
               "main": {}, "cold_start": {}}
     for table, share in (("main", 0.0), ("cold_start", cold_item_share)):
-        if table == "cold_start" and not share:
+        if table not in tables or (table == "cold_start" and not share):
             continue
         # The config's own split settings (scheme, ranker clicks, ...) hold in both
         # tables; only the share of cold items is the table's.
