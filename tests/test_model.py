@@ -621,3 +621,14 @@ def test_a_rolling_refresh_re_encodes_only_its_slice_and_wraps_round(features):
     assert not table[2:5].any()
     assert model.refresh_item_slice(0, 10 * count) == 0  # at most the catalogue, once
     np.testing.assert_allclose(model.item_table.numpy(), vectors, atol=1e-5)
+
+
+def test_a_range_of_items_encodes_as_in_the_whole_catalogue(features):
+    model = build(features)
+    vectors, gates = model.encode_catalogue()
+    part_vectors, part_gates = model.encode_range(3, 12, batch_size=4)  # 4 + 4 + 1
+    np.testing.assert_allclose(part_vectors, vectors[3:12], atol=1e-5)
+    np.testing.assert_allclose(part_gates, gates[3:12], atol=1e-6)
+    for start, stop in ((5, 5), (-1, 3), (0, len(vectors) + 1)):
+        with pytest.raises(ValueError, match="encode_range: need 0 <= start < stop"):
+            model.encode_range(start, stop)

@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
-import tensorflow as tf
 
 from mmrec.data.problems import DataError, LoadReport
 from mmrec.data.tabular import read_items
@@ -45,10 +44,12 @@ from mmrec.export.publish import PublishedModel, load_published, publish
 from mmrec.export.serving_tables import ServingTables
 from mmrec.features.item_features import ItemFeatures
 from mmrec.features.text import TextTokenizer
-from mmrec.model.two_tower import ENCODE_CHUNK, build_two_tower
-from mmrec.progress import progress
+from mmrec.model.two_tower import build_two_tower
 
 logger = logging.getLogger("mmrec.export")
+# New items' texts are tokenised this many at a time: tokens come out the same
+# at any batch size (fixed width), and a thousand short texts is small.
+TOKENIZE_CHUNK = 1024
 
 
 @dataclasses.dataclass
@@ -73,8 +74,8 @@ def _new_item_features(published: PublishedModel, texts: list[str], text_mask: n
     """The version's item features with the new items' rows appended."""
     features = published.features
     tokenizer = TextTokenizer(features.vocabulary, int(features.token_ids.shape[1]))
-    tokens = np.concatenate([tokenizer(texts[s:s + ENCODE_CHUNK]).numpy()
-                             for s in range(0, len(texts), ENCODE_CHUNK)])
+    tokens = np.concatenate([tokenizer(texts[s:s + TOKENIZE_CHUNK]).numpy()
+                             for s in range(0, len(texts), TOKENIZE_CHUNK)])
     appended = None
     if features.images is not None:
         appended = np.concatenate([features.images, images])
@@ -138,23 +139,18 @@ def add_items(model_dir: str | os.PathLike, items: str | os.PathLike, *,
     model = build_two_tower(published.config, grown, len(published.tables.user_ids))
     model.copy_weights_from(published.model)
     old_count = published.tables.num_items
-    vectors, gates = [], []
-    for start in progress(range(old_count, old_count + len(new), ENCODE_CHUNK),
-                          desc="embedding new items", min_items=2):
-        chunk = tf.range(start, min(start + ENCODE_CHUNK, old_count + len(new)))
-        chunk_vectors, chunk_gates = model.encode_items(chunk)
-        vectors.append(chunk_vectors.numpy())
-        gates.append(chunk_gates.numpy())
+    vectors, new_gates = model.encode_range(old_count, old_count + len(new),
+                                            desc="embedding new items")
     tables = _appended_tables(published.tables, catalogue, new)
-    embeddings = np.concatenate([published.item_embeddings, *vectors])
-    ranker = (published.ranker.with_items(embeddings, np.concatenate(gates))
+    embeddings = np.concatenate([published.item_embeddings, vectors])
+    ranker = (published.ranker.with_items(embeddings, new_gates)
               if published.ranker is not None else None)
     version = publish(
         model, grown, tables, published.config, model_dir, k=published.k, data=published.data,
         split=published.split,
         lineage={"from": "version", "version": published.number, "change": "add items",
                  "items": len(new)},
-        item_embeddings=embeddings, gates=np.concatenate([published.gates, *gates]),
+        item_embeddings=embeddings, gates=np.concatenate([published.gates, new_gates]),
         ranker=ranker)
     added = [str(catalogue.item_ids[i]) for i in new]
     logger.info("added %d items as version %s", len(added), version.name)

@@ -42,6 +42,7 @@ import tensorflow_recommenders as tfrs
 from mmrec.config import ModelConfig, RunConfig
 from mmrec.model.retrieval_task import Float32Retrieval
 from mmrec.model.towers import CatalogueSpec, ItemTower, UserTower
+from mmrec.progress import progress
 
 ENCODE_CHUNK = 256
 """Items encoded at a time when the catalogue is encoded (item table refreshes,
@@ -252,9 +253,21 @@ class TwoTowerModel(tfrs.Model):
 
     def encode_catalogue(self, batch_size: int = ENCODE_CHUNK) -> tuple[np.ndarray, np.ndarray]:
         """Every item's embedding [N, D] and modality gate [N, 2], in chunks."""
+        return self.encode_range(0, self.spec.num_items, batch_size)
+
+    def encode_range(self, start: int, stop: int, batch_size: int = ENCODE_CHUNK,
+                     desc: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Items ``start .. stop - 1``: embeddings [n, D] and modality gates [n, 2],
+        ``batch_size`` items at a time (the encoder's activations for a whole
+        large catalogue at once would cost gigabytes). With ``desc``, a progress
+        bar of that name when there are at least two chunks."""
+        if not 0 <= start < stop <= self.spec.num_items:
+            raise ValueError(f"encode_range: need 0 <= start < stop <= {self.spec.num_items} "
+                             f"items; got {start}, {stop}")
         vectors, gates = [], []
-        for start in range(0, self.spec.num_items, batch_size):
-            items = tf.range(start, min(start + batch_size, self.spec.num_items))
+        chunks = range(start, stop, batch_size)
+        for first in chunks if desc is None else progress(chunks, desc=desc, min_items=2):
+            items = tf.range(first, min(first + batch_size, stop))
             chunk_vectors, chunk_gates = self._encode_for_table(items)
             vectors.append(chunk_vectors.numpy())
             gates.append(chunk_gates.numpy())
