@@ -190,7 +190,8 @@ class ModelConfig:
     """The two-tower model's shape.
 
     Attributes:
-      embedding_dim: D, size of the L2-normalised user and item embeddings.
+      embedding_dim: D, size of the L2-normalised user and item embeddings
+        (with ``item_bias``, the first D - 1 dimensions are normalised).
       token_dim: width of text tokens, image patches and the fusion layers.
       text_layers: Transformer encoder blocks over the item text.
       attention_heads: heads of every attention layer (text encoder,
@@ -214,6 +215,16 @@ class ModelConfig:
         its content vector; this loss trains that vector to land where the
         item's clicks say it belongs, on every click rather than on the
         ``item_id_dropout`` share of them.
+      item_bias: the last of the ``embedding_dim`` dimensions carries a
+        learned per-item bias, and every user vector's last dimension is 1, so
+        a score is the cosine of the other dimensions plus the item's bias.
+        Content alone cannot say how popular an item is, and the
+        logQ-corrected loss takes popularity out of the negatives, so without
+        an id vector nothing else can hold it (a popularity prior added to the
+        scores lifted shop validation by 15%, docs/BENCHMARKS.md). One number
+        per item memorises far less than an id vector. Items without training
+        clicks (held out, or added to a published version later) score at the
+        mean bias of the trained items.
       user_id_embedding: add a learned per-user vector to the user tower.
       history_pooling: "attention" (learned query, recency encoding, padding
         mask) or "mean" (the ablation).
@@ -244,6 +255,7 @@ class ModelConfig:
     item_id_embedding: bool = True
     item_id_dropout: float = 0.3
     content_loss_weight: float = 0.0
+    item_bias: bool = False
     user_id_embedding: bool = False
     history_pooling: str = "attention"
     history_summary_units: tuple[int, ...] = ()
@@ -281,6 +293,9 @@ class ModelConfig:
                              f"{self.content_loss_weight}")
         if self.temperature <= 0:
             raise ValueError(f"model.temperature must be positive, got {self.temperature}")
+        if self.item_bias and self.embedding_dim < 2:
+            raise ValueError("model.item_bias takes one of the embedding dimensions: "
+                             f"model.embedding_dim must be at least 2, got {self.embedding_dim}")
         if self.modalities == "none" and not self.item_id_embedding:
             raise ValueError("an item needs content or an id: modalities='none' requires "
                              "item_id_embedding=True")

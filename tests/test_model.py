@@ -632,3 +632,69 @@ def test_a_range_of_items_encodes_as_in_the_whole_catalogue(features):
     for start, stop in ((5, 5), (-1, 3), (0, len(vectors) + 1)):
         with pytest.raises(ValueError, match="encode_range: need 0 <= start < stop"):
             model.encode_range(start, stop)
+
+
+def test_an_item_bias_adds_to_the_cosine_and_items_nobody_clicked_score_at_the_mean(features):
+    config = dataclasses.replace(TINY, item_bias=True, item_id_embedding=False)
+    model = build(features, config)
+    model.build_towers()
+    count = model.spec.num_items
+    vectors, _ = model.encode_catalogue()
+    assert vectors.shape == (count, TINY.embedding_dim)
+    np.testing.assert_allclose(np.linalg.norm(vectors[:, :-1], axis=1), 1.0, atol=1e-5)
+    assert not vectors[:, -1].any()  # every bias starts at zero
+    history = tf.constant([[3, 5, 0, 0]], tf.int32)
+    user, _ = model.user_vectors(history, history > 0)
+    user = user.numpy()[0]
+    assert user[-1] == 1.0 and np.linalg.norm(user[:-1]) == pytest.approx(1.0, abs=1e-5)
+
+    biases = (np.arange(count, dtype=np.float32) / count)[:, None]
+    model.item_tower.bias_table.assign(biases)
+    model.mark_trained_items(np.array([2, 4, 6, 4]))
+    vectors, _ = model.encode_catalogue()
+    mean = biases[[2, 4, 6], 0].mean()
+    np.testing.assert_allclose(vectors[[2, 4, 6], -1], biases[[2, 4, 6], 0], atol=1e-6)
+    untrained = np.setdiff1d(np.arange(count), [2, 4, 6])
+    np.testing.assert_allclose(vectors[untrained, -1], mean, atol=1e-6)
+    # score = cosine of the other dimensions + the item's bias
+    np.testing.assert_allclose(vectors @ user, vectors[:, :-1] @ user[:-1] + vectors[:, -1],
+                               atol=1e-5)
+    # an item marked later starts at the mean, where it scored before
+    model.mark_trained_items(np.array([10]))
+    assert model.item_tower.bias_table.numpy()[10, 0] == pytest.approx(mean)
+    with pytest.raises(ValueError, match="mark_trained_items"):
+        model.mark_trained_items(np.array([count]))
+
+    # items appended to the catalogue later have no bias of their own: the mean
+    grown_features = dataclasses.replace(
+        features, token_ids=np.concatenate([features.token_ids, features.token_ids[:3]]),
+        text_mask=np.concatenate([features.text_mask, features.text_mask[:3]]),
+        images=np.concatenate([features.images, features.images[:3]]),
+        image_mask=np.concatenate([features.image_mask, features.image_mask[:3]]),
+        key=features.key + "+3")
+    grown = build(grown_features, config)
+    grown.copy_weights_from(model)
+    grown_vectors, _ = grown.encode_catalogue()
+    np.testing.assert_allclose(grown_vectors[:count], model.encode_catalogue()[0], atol=1e-5)
+    np.testing.assert_allclose(grown_vectors[count:, -1], mean, atol=1e-6)  # 10 joined at it
+
+
+def test_training_with_an_item_bias_moves_the_clicked_items_biases_alone(shop, features):
+    config = dataclasses.replace(TINY, item_bias=True, item_id_embedding=False)
+    model = build(features, config)
+    examples = build_examples(shop.interactions, make_split(shop), "train", HISTORY, 200)
+    keep = examples["item"] >= 20  # items 0-19 get no training click
+    examples = {name: array[keep] for name, array in examples.items()}
+    from mmrec.train.fitting import fit_examples
+    run = RunConfig(data=DATA, model=config, train=TrainConfig(learning_rate=0.01))
+    fit_examples(model, examples, run, epochs=1, jit=True)
+    clicked = np.unique(examples["item"])
+    biases = model.item_tower.bias_table.numpy()[:, 0]
+    assert np.abs(biases[clicked]).max() > 0
+    others = np.setdiff1d(np.arange(model.spec.num_items), clicked)
+    assert len(others) and not biases[others].any()
+    marked = model.item_tower.bias_trained.numpy()
+    assert marked[clicked].all() and not marked[others].any()
+    # the compiled step trained them; untrained items now score at the mean
+    vectors = model.item_table.numpy()
+    np.testing.assert_allclose(vectors[others, -1], biases[clicked].mean(), atol=1e-5)

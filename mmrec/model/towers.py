@@ -4,7 +4,9 @@ Item tower, content first: text tokens (Transformer) and image patches (CNN),
 plus precomputed vectors where the catalogue has them, fused by cross-modal
 attention and a modality gate; an optional item-id vector (zero-initialised,
 dropped for a share of training items) adds memorisation for warm items while
-content alone still places a cold item; the output is L2-normalised.
+content alone still places a cold item; the output is L2-normalised. With
+``item_bias`` the last dimension is instead a learned per-item bias, and the
+user tower's last dimension a constant 1: score = cosine + bias.
 
 User tower: attention pooling over the embeddings of the user's last H clicked
 items, optionally refined by a small network over history summaries, an
@@ -111,11 +113,23 @@ class ItemTower(tf.keras.layers.Layer):
                                             name="cross_modal_fusion")
                            if config.fusion == "cross_attention"
                            else ConcatFusion(dim, name="concat_fusion"))
-        self.content_projection = tf.keras.layers.Dense(config.embedding_dim,
-                                                        name="content_projection")
+        # With item_bias, the last dimension is the bias: content (and id) fill the rest.
+        width = config.embedding_dim - int(config.item_bias)
+        self.content_projection = tf.keras.layers.Dense(width, name="content_projection")
         self.id_embedding = (tf.keras.layers.Embedding(
-            spec.num_items, config.embedding_dim, embeddings_initializer="zeros",
+            spec.num_items, width, embeddings_initializer="zeros",
             name="item_id_embedding") if config.item_id_embedding else None)
+        self.bias_table = self.bias_trained = None
+        if config.item_bias:
+            # Created here, not on the first call, so that training can mark the
+            # trained items before the towers ever ran.
+            self.bias_table = self.add_weight(name="item_bias/table", shape=(spec.num_items, 1),
+                                              initializer="zeros", trainable=True)
+            # 1 for items with training clicks (TwoTowerModel.mark_trained_items);
+            # the others score at these items' mean bias.
+            self.bias_trained = self.add_weight(name="item_bias/trained",
+                                                shape=(spec.num_items,), initializer="zeros",
+                                                trainable=False)
 
     def _text(self, inputs, training):
         states, token_mask = self.text_encoder(inputs["token_ids"], training=training)
@@ -167,11 +181,28 @@ class ItemTower(tf.keras.layers.Layer):
                 keep = tf.random.uniform([batch, 1]) >= self.config.item_id_dropout
                 ids *= tf.cast(keep, ids.dtype)
             vector += tf.cast(ids, vector.dtype)
-        outputs = (tf.math.l2_normalize(tf.cast(vector, tf.float32), -1),
-                   tf.cast(gate, tf.float32))
+        vector = tf.math.l2_normalize(tf.cast(vector, tf.float32), -1)
         if with_content:
-            outputs += (tf.math.l2_normalize(tf.cast(content, tf.float32), -1),)
+            content = tf.math.l2_normalize(tf.cast(content, tf.float32), -1)
+        if self.bias_table is not None:
+            vector = tf.concat([vector, self._bias(inputs["item"])], -1)
+            if with_content:  # what the item would be if it were new: the mean bias
+                content = tf.concat([content, self._bias(None, batch)], -1)
+        outputs = (vector, tf.cast(gate, tf.float32))
+        if with_content:
+            outputs += (content,)
         return outputs
+
+    def _bias(self, items, batch=None):
+        """[B, 1] biases of ``items``: an item without training clicks gets the
+        trained items' mean (with ``items`` None, ``batch`` rows of that mean)."""
+        table = tf.cast(self.bias_table[:, 0], tf.float32)
+        trained = self.bias_trained
+        mean = tf.reduce_sum(table * trained) / tf.maximum(tf.reduce_sum(trained), 1.0)
+        if items is None:
+            return tf.fill([batch, 1], mean)
+        known = tf.gather(trained, items)
+        return (known * tf.gather(table, items) + (1.0 - known) * mean)[:, None]
 
 
 class UserTower(tf.keras.layers.Layer):
@@ -229,4 +260,9 @@ class UserTower(tf.keras.layers.Layer):
             # Index num_users is the shared "unknown user" row.
             known = tf.minimum(users, self.id_embedding.input_dim - 1)
             vector += self.id_embedding(known)
-        return tf.math.l2_normalize(tf.cast(vector, tf.float32), -1), weights
+        vector = tf.cast(vector, tf.float32)
+        if self.config.item_bias:  # the last dimension reads the item's bias
+            vector = tf.concat([tf.math.l2_normalize(vector[:, :-1], -1),
+                                tf.ones_like(vector[:, -1:])], -1)
+            return vector, weights
+        return tf.math.l2_normalize(vector, -1), weights

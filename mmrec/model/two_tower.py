@@ -128,6 +128,27 @@ class TwoTowerModel(tfrs.Model):
             pool = tf.constant(items)
         object.__setattr__(self, "_negative_pool", pool)
 
+    def mark_trained_items(self, items: np.ndarray) -> None:
+        """Items with training clicks, added to those marked before: with
+        ``item_bias`` their own bias scores them, and every other item scores
+        at their mean (an item nobody clicked has learned no bias). A newly
+        marked item's bias starts at that mean, where it scored before. Without
+        ``item_bias`` nothing is recorded."""
+        if self.item_tower.bias_trained is None:
+            return
+        items = np.unique(np.asarray(items, dtype=np.int64))
+        if len(items) and (items[0] < 0 or items[-1] >= self.spec.num_items):
+            raise ValueError(f"mark_trained_items: indices must be in [0, "
+                             f"{self.spec.num_items})")
+        marked = self.item_tower.bias_trained.numpy()
+        new = items[marked[items] == 0]
+        if len(new) and marked.any():  # they start where they scored: at the mean
+            biases = self.item_tower.bias_table.numpy()
+            biases[new] = biases[marked == 1].mean(0)
+            self.item_tower.bias_table.assign(biases)
+        marked[items] = 1.0
+        self.item_tower.bias_trained.assign(marked)
+
     @property
     def item_table(self) -> tf.Variable:
         if self._item_table is None:
@@ -325,8 +346,9 @@ class TwoTowerModel(tfrs.Model):
 
     def copy_weights_from(self, other: "TwoTowerModel") -> None:
         """Takes every weight of ``other``, a model of the same config over a
-        smaller catalogue (items appended since): the item-id vectors of the
-        items ``other`` did not have start at zero, as untrained ones do.
+        smaller catalogue (items appended since): the item-id vectors and
+        biases of the items ``other`` did not have start at zero, as untrained
+        ones do (and such items score at the trained items' mean bias).
 
         Raises:
           ValueError: the models differ in more than the catalogue size.
@@ -344,8 +366,9 @@ class TwoTowerModel(tfrs.Model):
             value = source.numpy()
             if target.shape != value.shape:
                 extra = target.shape[0] - value.shape[0]
-                if "item_id_embedding" not in name or extra < 0 or (
-                        target.shape[1:] != value.shape[1:]):
+                per_item = any(part in target.name for part in ("item_id_embedding",
+                                                                  "item_bias"))
+                if not per_item or extra < 0 or target.shape[1:] != value.shape[1:]:
                     raise ValueError(f"copy_weights_from: {name} is {target.shape}, the source "
                                      f"{value.shape}")
                 value = np.concatenate([value, np.zeros((extra, *value.shape[1:]), value.dtype)])

@@ -232,6 +232,7 @@ def fit_run(config: RunConfig, folder: RunFolder, data: PreparedData, state: dic
     with strategy.scope():
         model = build_two_tower(config, data.features, data.dataset.interactions.num_users)
         model.set_negative_pool(data.train_examples["item"])
+        model.mark_trained_items(data.train_examples["item"])
         if config.train.image_pretraining != "none" and checkpoint_path is None:
             state["image_pretraining"] = pretrain_model_images(
                 model, data.features, config.train, outside_pictures, jit_compile=jit,
@@ -295,6 +296,9 @@ def fit_examples(model: TwoTowerModel, examples: dict[str, np.ndarray], config: 
     """
     batches = make_dataset(examples, config.data, training=True)
     model.set_negative_pool(examples["item"])  # catalogue negatives: items these clicks know
+    bias = model.item_tower.bias_table
+    if bias is not None and (variables is None or any(v is bias for v in variables)):
+        model.mark_trained_items(examples["item"])  # their biases learn from these clicks
     frozen = []
     if variables is not None:
         frozen = [layer for layer in model.submodules
