@@ -679,7 +679,8 @@ def test_an_item_bias_adds_to_the_cosine_and_items_nobody_clicked_score_at_the_m
     np.testing.assert_allclose(grown_vectors[count:, -1], mean, atol=1e-6)  # 10 joined at it
 
 
-def test_training_with_an_item_bias_moves_the_clicked_items_biases_alone(shop, features):
+def test_training_with_an_item_bias_moves_the_clicked_items_biases_alone(
+        shop, features, nondeterministic_ops):
     config = dataclasses.replace(TINY, item_bias=True, item_id_embedding=False)
     model = build(features, config)
     examples = build_examples(shop.interactions, make_split(shop), "train", HISTORY, 200)
