@@ -307,12 +307,15 @@ def cmd_bench_quality(args: argparse.Namespace) -> int:
     from mmrec.bench.quality import format_quality_table, run_quality_benchmark
     seeds = parse_seeds(args.seeds)
     systems = tuple(s.strip() for s in args.systems.split(",")) if args.systems else None
+    tables = tuple(t.strip() for t in args.tables.split(",") if t.strip())
+    if not tables or set(tables) - {"main", "cold-start"}:
+        raise ValueError(f"--tables {args.tables!r}: expected main, cold-start or "
+                         f"main,cold-start")
     report = run_quality_benchmark(args.dataset, seeds=seeds, epochs=args.epochs,
                                    systems=systems, cold_item_share=args.cold_item_share,
                                    base=read_run_config(args),
                                    trained_runs=tuple(args.run), partial_json=args.json,
-                                   tables=tuple(t.strip().replace("-", "_")
-                                                for t in args.tables.split(",")))
+                                   tables=tuple(t.replace("-", "_") for t in tables))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     print(format_quality_table(report))

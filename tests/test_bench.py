@@ -87,6 +87,8 @@ def test_seed_lists_are_read_or_refused_by_name(capsys):
     assert "--seeds '1,x': expected comma-separated whole numbers" in capsys.readouterr().err
     assert main(["bench", "feedback", "--seeds", ","]) == 2
     assert "--seeds: give at least one seed" in capsys.readouterr().err
+    assert main(["bench", "quality", "--dataset", "shop", "--tables", "cold"]) == 2
+    assert "--tables 'cold': expected main, cold-start" in capsys.readouterr().err
 
 
 def test_throughput_command_refuses_an_unknown_precision(capsys):
