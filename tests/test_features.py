@@ -27,6 +27,9 @@ def test_learned_vocabulary_tokenises_known_and_unknown_words():
     assert ids[0, :2].tolist() == [vocab.index("red"), vocab.index("wool")]  # case-folded
     assert (ids[0, 2:] == 0).all()  # padded
     assert (ids[1] != 0).any() and (ids[2] == 0).all()
+    # any number of texts, in batches: the same ids as one call
+    np.testing.assert_array_equal(tokenizer.token_ids(TEXTS, batch_size=2), tokenizer(TEXTS))
+    assert tokenizer.token_ids([]).shape == (0, 6)
 
 
 def test_tokenizer_truncates_to_max_tokens():

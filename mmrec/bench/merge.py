@@ -26,7 +26,7 @@ Example:
 
 from __future__ import annotations
 
-from mmrec.bench.quality import summarise
+from mmrec.bench.quality import TABLES, summarise
 
 # What every part must share; a report written before a field was recorded
 # cannot be checked for it and is refused.
@@ -72,11 +72,11 @@ def merge_quality_reports(reports: list[dict], sources: list[str] | None = None)
         date=_joined(report["date"] for report in reports),
         code=dict(first["code"], commit=_joined(r["code"]["commit"] or "?" for r in reports),
                   changed=any(r["code"]["changed"] for r in reports)),
-        tables=[table for table in ("main", "cold_start")
-                if any(table in report.get("tables", ("main", "cold_start")) for report in reports)],
+        tables=[table for table in TABLES
+                if any(table in report.get("tables", TABLES) for report in reports)],
         seconds=round(sum(report.get("seconds", 0.0) for report in reports), 1),
         merged_from=sources)
-    for table in ("main", "cold_start"):
+    for table in TABLES:
         merged[table] = {}
         names = list(dict.fromkeys(name for report in reports for name in report.get(table, {})))
         for name in names:

@@ -47,9 +47,6 @@ from mmrec.features.text import TextTokenizer
 from mmrec.model.two_tower import build_two_tower
 
 logger = logging.getLogger("mmrec.export")
-# New items' texts are tokenised this many at a time: tokens come out the same
-# at any batch size (fixed width), and a thousand short texts is small.
-TOKENIZE_CHUNK = 1024
 
 
 @dataclasses.dataclass
@@ -73,9 +70,7 @@ def _new_item_features(published: PublishedModel, texts: list[str], text_mask: n
                        images: np.ndarray | None, image_mask: np.ndarray) -> ItemFeatures:
     """The version's item features with the new items' rows appended."""
     features = published.features
-    tokenizer = TextTokenizer(features.vocabulary, int(features.token_ids.shape[1]))
-    tokens = np.concatenate([tokenizer(texts[s:s + TOKENIZE_CHUNK]).numpy()
-                             for s in range(0, len(texts), TOKENIZE_CHUNK)])
+    tokens = TextTokenizer(features.vocabulary, int(features.token_ids.shape[1])).token_ids(texts)
     appended = None
     if features.images is not None:
         appended = np.concatenate([features.images, images])

@@ -117,11 +117,7 @@ def build_item_features(catalogue: Catalogue, config: DataConfig, key: str) -> I
     else:
         logger.info("learning a WordPiece vocabulary from %d item texts", len(texts))
         vocabulary = learn_vocabulary(texts, config.vocab_size)
-    tokenizer = TextTokenizer(vocabulary, config.max_text_tokens)
-    batch = 4096
-    token_ids = np.zeros((len(texts), config.max_text_tokens), dtype=np.int32)
-    for start in range(0, len(texts), batch):
-        token_ids[start:start + batch] = tokenizer(texts[start:start + batch]).numpy()
+    token_ids = TextTokenizer(vocabulary, config.max_text_tokens).token_ids(texts)
     return ItemFeatures(
         token_ids=token_ids, text_mask=catalogue.text_mask.copy(),
         images=catalogue.images, image_mask=catalogue.image_mask.copy(),

@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
@@ -94,3 +95,12 @@ class TextTokenizer(tf.Module):
         ragged = self._wordpiece.tokenize(folded)
         ragged = ragged[:, :self.max_tokens]
         return ragged.to_tensor(default_value=0, shape=[None, self.max_tokens])
+
+    def token_ids(self, texts: Sequence[str], batch_size: int = 4096) -> np.ndarray:
+        """int32 [N, max_tokens] ids of any number of texts, as NumPy, tokenised
+        ``batch_size`` at a time: the rows are fixed-width, so the batch size
+        bounds memory and changes no id."""
+        ids = np.zeros((len(texts), self.max_tokens), dtype=np.int32)
+        for start in range(0, len(texts), batch_size):
+            ids[start:start + batch_size] = self(texts[start:start + batch_size]).numpy()
+        return ids
