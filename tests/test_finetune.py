@@ -139,6 +139,25 @@ def test_a_rejected_candidate_leaves_the_live_version_and_the_watermark(publishe
     assert len(store.events_since(default_consumer(directory)).events) == 300
 
 
+def test_the_gate_scores_each_query_as_the_evaluation_code_scores_the_split(published):
+    from feedback.finetune.gate import gate_scores
+    from mmrec.evaluate.model_scores import score_queries
+    from mmrec.evaluate.queries import build_queries
+    version = load_published(published)
+    dataset, split = version.load_data()
+    validation = build_queries(dataset.interactions, split, "valid",
+                               version.tables.history_length)
+    counts = np.ones(version.tables.num_items)
+    nobody = dataclasses.replace(  # a window where no user clicked twice
+        validation, **{field: getattr(validation, field)[:0] for field in (
+            "user", "target", "history", "history_mask", "exclude_items", "rows",
+            "timestamp")}, exclude_indptr=validation.exclude_indptr[:1])
+    scores = gate_scores(version.model, nobody, validation, counts)
+    assert scores.recent is None and scores.validation.shape == (len(validation),)
+    assert scores.means()["validation"] == pytest.approx(
+        score_queries(version.model, validation)["NDCG@10"], abs=1e-9)
+
+
 def test_nothing_new_is_exit_code_4_and_publishes_nothing(published, tmp_path):
     directory = copy_models(published, tmp_path)
     store = FeedbackStore(f"sqlite:///{tmp_path / 'feedback.db'}")

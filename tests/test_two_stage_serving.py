@@ -234,6 +234,8 @@ def test_the_finetuning_job_tunes_the_rankers_attention_and_gates_both_stages(mo
                                                                              tmp_path):
     from feedback.finetune.config import FinetuneConfig
     from feedback.finetune.gate import gate_scores
+    from mmrec.evaluate.model_scores import user_vectors
+    from mmrec.evaluate.reranking import reranked_metrics
     from feedback.finetune.job import run_finetune
     from feedback.store import FeedbackStore
     from mmrec.evaluate.queries import build_queries
@@ -268,4 +270,8 @@ def test_the_finetuning_job_tunes_the_rankers_attention_and_gates_both_stages(mo
                                                                   live.gates))):
         scores = gate_scores(version.model, validation, validation, counts, ranker)
         assert result.report["gate"][name]["validation"] == pytest.approx(
-            scores["validation"], abs=1e-6), name
+            scores.means()["validation"], abs=1e-6), name
+        # per query, by the evaluation code's protocol for the two stages
+        assert scores.means()["validation"] == pytest.approx(reranked_metrics(
+            user_vectors(version.model, validation), ranker, validation,
+            ranker.config.candidates)["NDCG@10"], abs=1e-9), name

@@ -123,6 +123,8 @@ def _summary(report: dict) -> str:
     gate = report.get("gate") or {}
     for reason in gate.get("reasons", []):
         line += f"\n  rejected: {reason}"
+    for note in gate.get("notes", []):
+        line += f"\n  passed: {note}"
     if report.get("stopped"):
         line += f"\n  {report['stopped']}"
     return line

@@ -51,6 +51,10 @@ class FinetuneConfig:
         (relative NDCG@10) than the live version on the recent holdout.
       forgetting_tolerance: the largest relative drop of NDCG@10 on the
         version's original validation split.
+      gate_confidence: how sure the gate must be that a fall past a
+        tolerance is real before it rejects: the one-sided confidence of the
+        paired per-query change (feedback/finetune/gate.py). 0.5 judges the
+        means alone, as a bare threshold does.
       min_recent_ndcg, min_validation_ndcg: absolute floors (None: none); a
         first version with nothing live is judged on floors alone.
       max_events: events read per run (the rest wait for the next run).
@@ -67,6 +71,7 @@ class FinetuneConfig:
     batch_size: int = 256
     recent_tolerance: float = 0.02
     forgetting_tolerance: float = 0.02
+    gate_confidence: float = 0.95
     min_recent_ndcg: float | None = None
     min_validation_ndcg: float | None = None
     max_events: int = 1_000_000
@@ -83,6 +88,9 @@ class FinetuneConfig:
         for name in ("replay_share", "recent_tolerance", "forgetting_tolerance"):
             if getattr(self, name) < 0:
                 raise ValueError(f"finetune.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.5 <= self.gate_confidence < 1:
+            raise ValueError(f"finetune.gate_confidence must be in [0.5, 1), got "
+                             f"{self.gate_confidence}")
         for name in ("epochs", "batch_size", "max_events"):
             if getattr(self, name) < 1:
                 raise ValueError(f"finetune.{name} must be at least 1, got {getattr(self, name)}")
