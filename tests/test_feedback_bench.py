@@ -35,7 +35,8 @@ TINY = ["data.shop.num_items=120", "data.shop.num_users=60", "data.shop.num_clic
         "train.epochs=2", "feedback_bench.replay_shares=[0.0, 0.25]",
         "feedback_bench.step_sizes=[0.00003]",
         'feedback_bench.scopes=["attention", "all"]', "feedback_bench.bot_clicks=300",
-        'feedback_bench.scenarios=["trend"]']
+        'feedback_bench.scenarios=["trend"]', "feedback_bench.ranker=true",
+        "ranker.candidates=20", "ranker.epochs=1"]
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +151,8 @@ def test_benchmark_runs_end_to_end_on_a_tiny_shop(tmp_path):
     report = run_feedback_benchmark(settings, seeds=[1], workdir=tmp_path / "work")
     run, = report["runs"]
     assert run["new_items"] == 12 and run["catalogue_add_seconds"] > 0
+    # every version serves two stages: the base and the retrain trained their rankers
+    assert run["base"]["ranker_seconds"] > 0 and run["retrain"]["ranker_seconds"] > 0
     # The model has no id vectors, so "attention+ids" would repeat "attention".
     assert run["same_as_attention"] == ["attention+ids"]
     names = {"attention, replay 0, step 3e-05", "attention, replay 0.25, step 3e-05", "all",
@@ -159,14 +162,16 @@ def test_benchmark_runs_end_to_end_on_a_tiny_shop(tmp_path):
         assert job["outcome"] in ("published", "rejected"), name
         assert job["accepted"] >= run["rows"]["feed"] and job["seconds"] > 0
         assert job["gate"]["live"]["recent"] is not None
+        assert set(job["gate"]["changes"]) == {"recent", "validation"}
     assert run["jobs"]["all"]["trained_parameters"] > \
         run["jobs"]["attention, replay 0, step 3e-05"]["trained_parameters"]
     for name, score in run["scores"].items():
         assert 0 <= score["post_T"] <= 1 and 0 <= score["pre_T"] <= 1, name
+        assert 0 <= score["post_T_retrieval"] <= 1, name
         if name in run["jobs"]:  # a rejected job leaves the catalogue-add version live
             assert score["version"] == (3 if run["jobs"][name]["outcome"] == "published" else 2)
     assert run["scores"][RETRAIN]["version"] == 1
     json.dumps(report)
     text = format_feedback_tables(report)
-    assert "### trend" in text and "full retrain" in text
+    assert "### trend" in text and "full retrain" in text and "retrieval alone" in text
     assert plot_feedback(report, tmp_path / "plot.png").stat().st_size > 10_000

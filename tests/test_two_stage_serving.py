@@ -4,6 +4,7 @@ weights; the Python API answers alike, and retrieval alone stays one switch away
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -275,3 +276,36 @@ def test_the_finetuning_job_tunes_the_rankers_attention_and_gates_both_stages(mo
         assert scores.means()["validation"] == pytest.approx(reranked_metrics(
             user_vectors(version.model, validation), ranker, validation,
             ranker.config.candidates)["NDCG@10"], abs=1e-9), name
+
+
+def test_the_loop_benchmark_scores_a_two_stage_version_as_the_evaluation_code_does(model_dir):
+    """``mmrec bench feedback`` scores versions in the full catalogue's item
+    order: both stages as served, or retrieval alone, equal to the evaluation
+    code's numbers whatever that order is."""
+    from feedback.bench.loop import system_ndcg
+    from mmrec.evaluate.model_scores import score_queries, user_vectors
+    from mmrec.evaluate.queries import build_queries
+    from mmrec.evaluate.reranking import reranked_metrics
+    from mmrec.export.publish import load_published
+    version = load_published(model_dir / "1")
+    dataset, split = version.load_data()
+    queries = build_queries(dataset.interactions, split, "valid", version.tables.history_length)
+    ranker = version.ranker.over(version.item_embeddings, version.gates)
+    version.model.item_table.assign(ranker.item_vectors)
+    two_stages = reranked_metrics(user_vectors(version.model, queries), ranker, queries,
+                                  CANDIDATES)["NDCG@10"]
+    retrieval = score_queries(version.model, queries)["NDCG@10"]
+    assert two_stages != pytest.approx(retrieval, abs=1e-6)  # the check can tell them apart
+    item_ids, user_ids = dataset.catalogue.item_ids, dataset.interactions.user_ids
+    everything = np.ones(len(item_ids), bool)
+    # the full catalogue in another order: the same queries, renumbered
+    order = np.random.default_rng(0).permutation(len(item_ids))
+    renumber = np.argsort(order)  # version item j sits at renumber[j] of the full order
+    shuffled = dataclasses.replace(queries, target=renumber[queries.target].astype(np.int32),
+                                   history=renumber[queries.history].astype(np.int32),
+                                   exclude_items=renumber[queries.exclude_items].astype(np.int32))
+    for full_ids, full_queries in ((item_ids, queries), (item_ids[order], shuffled)):
+        assert system_ndcg(version, full_queries, full_ids, user_ids, everything) == \
+            pytest.approx(two_stages, abs=1e-9)
+        assert system_ndcg(version, full_queries, full_ids, user_ids, everything,
+                           rerank=False) == pytest.approx(retrieval, abs=1e-9)

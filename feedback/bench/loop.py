@@ -98,6 +98,10 @@ class FeedbackBenchConfig:
         permuted among themselves in the first poisoned feed.
       bot_clicks: clicks of the bot on one item in the second poisoned feed.
       k: the versions' export K.
+      ranker: publish the base and the retrain with a ranking stage
+        (``train_ranker`` over each run, the TOML's ``[ranker]`` table); the
+        jobs then fine-tune it too, and every system is scored as its
+        version serves, both stages, with retrieval alone beside it.
     """
 
     scenarios: tuple[str, ...] = SCENARIOS
@@ -111,6 +115,7 @@ class FeedbackBenchConfig:
     shuffled_item_share: float = 0.5
     bot_clicks: int = 10_000
     k: int = 10
+    ranker: bool = False
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.scenarios) - set(SCENARIOS))
@@ -149,13 +154,13 @@ class BenchSettings:
         document = apply_assignments(read_toml(path), list(assignments))
         try:
             run = RunConfig.from_dict({key: document.get(key, {})
-                                       for key in ("data", "model", "train")})
+                                       for key in ("data", "model", "train", "ranker")})
             finetune = FinetuneConfig.from_dict(document.get("finetune", {}))
             bench = FeedbackBenchConfig(**checked_values(
                 FeedbackBenchConfig, document.get("feedback_bench", {}), "feedback_bench"))
         except (TypeError, ValueError) as error:
             raise ValueError(f"{path}: {error}") from error
-        unknown = sorted(set(document) - {"data", "model", "train", "finetune",
+        unknown = sorted(set(document) - {"data", "model", "train", "ranker", "finetune",
                                           "feedback_bench"})
         if unknown:
             raise ValueError(f"{path}: unknown table(s) {unknown}")
@@ -233,9 +238,11 @@ def holdout_queries(log, rows: np.ndarray, history_length: int, context: np.ndar
 
 
 def system_ndcg(published, queries, full_item_ids: np.ndarray, full_user_ids: np.ndarray,
-                candidates: np.ndarray) -> float:
+                candidates: np.ndarray, rerank: bool = True) -> float:
     """NDCG@10 of a published version on full-space ``queries``, ranking the
-    full catalogue's ``candidates`` that the version holds."""
+    full catalogue's ``candidates`` that the version holds: both stages if
+    the version has a ranker (and ``rerank``), as it serves them."""
+    from feedback.finetune.gate import two_stage_scorer
     from mmrec.evaluate.metrics import evaluate_scorer
     from mmrec.evaluate.model_scores import user_vectors
     tables = published.tables
@@ -253,25 +260,49 @@ def system_ndcg(published, queries, full_item_ids: np.ndarray, full_user_ids: np
     vectors = user_vectors(published.model, local)
     table = np.asarray(published.model.refresh_item_table())
     held = (to_version >= 0) & candidates
-    scores = np.full((len(queries), len(full_item_ids)), -np.inf, np.float32)
-    scores[:, held] = vectors @ table[to_version[held]].T
     num_items = len(full_item_ids)
-    report = evaluate_scorer(lambda idx: scores[idx], queries, num_items=num_items,
+    if rerank and published.ranker is not None:
+        ranker = published.ranker.over(published.item_embeddings, published.gates)
+        in_version = np.flatnonzero(to_version >= 0)
+        never = np.ones(len(table), bool)                   # version items not candidates
+        never[to_version[held]] = False
+        full_of_version = np.zeros(len(table), np.int64)
+        full_of_version[to_version[in_version]] = in_version
+
+        def kept_out(idx: np.ndarray) -> np.ndarray:        # seen before, or not a candidate
+            return queries.exclusion_mask(idx, num_items)[:, full_of_version] | never
+
+        version_scorer = two_stage_scorer(vectors, ranker, history, mask, kept_out)
+    else:
+        version_scorer = lambda idx: vectors[idx] @ table.T  # noqa: E731
+
+    def scorer(idx: np.ndarray) -> np.ndarray:
+        scores = np.full((len(idx), num_items), -np.inf, np.float64)
+        scores[:, held] = version_scorer(idx)[:, to_version[held]]
+        return scores
+
+    report = evaluate_scorer(scorer, queries, num_items=num_items,
                              cold_items=np.zeros(num_items, bool),
                              train_item_counts=np.ones(num_items), ks=(10,))
     return float(report[METRIC] or 0.0)
 
 
 def _train_and_publish(folder: Path, config: RunConfig, run: Path, model_dir: Path,
-                       k: int) -> dict:
+                       k: int, ranker: bool = False) -> dict:
+    """Trains a run (and its ranker) and publishes it; the times of each step."""
     from mmrec.export.exporter import export_run
+    from mmrec.train.ranker_training import train_ranker
     from mmrec.train.trainer import train
     started = time.perf_counter()
     metrics = train(str(folder), config, run, verbose=0)
     trained = time.perf_counter()
+    if ranker:
+        train_ranker(run, verbose=False)
+    ranked = time.perf_counter()
     export_run(run, model_dir, k=k)
     return {"train_seconds": round(trained - started, 1),
-            "export_seconds": round(time.perf_counter() - trained, 1),
+            **({"ranker_seconds": round(ranked - trained, 1)} if ranker else {}),
+            "export_seconds": round(time.perf_counter() - ranked, 1),
             "seconds": round(time.perf_counter() - started, 1),
             "epochs_done": metrics.get("epochs_done")}
 
@@ -344,7 +375,7 @@ def run_scenario(settings: BenchSettings, scenario: str, seed: int, root: Path,
                            with_clicks=True, rows=line.pre)
     versions = root / "versions"
     result["base"] = _train_and_publish(root / "base-data", config, root / "base-run",
-                                        versions, bench.k)
+                                        versions, bench.k, bench.ranker)
     if new_items.any():
         table = write_catalogue_folder(dataset, np.flatnonzero(new_items), root / "new-items",
                                        with_clicks=False)
@@ -387,7 +418,7 @@ def run_scenario(settings: BenchSettings, scenario: str, seed: int, root: Path,
     write_catalogue_folder(dataset, np.arange(len(catalogue)), root / "retrain-data",
                            with_clicks=True, rows=retrain_rows, split_labels=retrain_labels)
     result["retrain"] = _train_and_publish(root / "retrain-data", config, root / "retrain-run",
-                                           root / "retrain-versions", bench.k)
+                                           root / "retrain-versions", bench.k, bench.ranker)
 
     progress(f"{scenario} seed {seed}: scoring")
     length = config.data.history_length
@@ -396,15 +427,20 @@ def run_scenario(settings: BenchSettings, scenario: str, seed: int, root: Path,
     pre = holdout_queries(log, line.pre_holdout, length, None)
     everything = np.ones(len(catalogue), bool)
     score_args = (catalogue.item_ids, log.user_ids)
-    scores = {STALE_FROZEN: {"post_T": system_ndcg(stale, post_frozen, *score_args, everything),
-                             "pre_T": system_ndcg(stale, pre, *score_args, ~new_items)}}
-    scores[STALE_FRESH] = {"post_T": system_ndcg(stale, post_fresh, *score_args, everything),
-                           "pre_T": scores[STALE_FROZEN]["pre_T"]}
+    def scored(published, post_queries, pre_t: float | None = None) -> dict:
+        entry = {"post_T": system_ndcg(published, post_queries, *score_args, everything),
+                 "pre_T": (system_ndcg(published, pre, *score_args, ~new_items)
+                           if pre_t is None else pre_t)}
+        if published.ranker is not None:  # the ranker's share of it
+            entry["post_T_retrieval"] = system_ndcg(published, post_queries, *score_args,
+                                                    everything, rerank=False)
+        return entry
+
+    scores = {STALE_FROZEN: scored(stale, post_frozen)}
+    scores[STALE_FRESH] = scored(stale, post_fresh, scores[STALE_FROZEN]["pre_T"])
     for name, folder in [*systems.items(), (RETRAIN, root / "retrain-versions")]:
         published = load_published(folder, task="score")
-        scores[name] = {"post_T": system_ndcg(published, post_fresh, *score_args, everything),
-                        "pre_T": system_ndcg(published, pre, *score_args, ~new_items),
-                        "version": published.number}
+        scores[name] = {**scored(published, post_fresh), "version": published.number}
     result.update(jobs=jobs, scores=scores)
     return result
 
@@ -462,7 +498,8 @@ def summarize(runs: list[dict], settings: BenchSettings) -> dict:
         systems = {}
         for name in names:
             entry = {part: _mean_sd([r["scores"][name][part] for r in chosen])
-                     for part in ("post_T", "pre_T")}
+                     for part in ("post_T", "pre_T", "post_T_retrieval")
+                     if part in chosen[0]["scores"][name]}
             if name in chosen[0]["jobs"]:
                 entry["seconds"] = _mean_sd([r["jobs"][name]["seconds"] for r in chosen])
                 entry["outcomes"] = [r["jobs"][name]["outcome"] for r in chosen]
@@ -557,17 +594,20 @@ def format_feedback_tables(report: dict) -> str:
     """Markdown tables of a report: one per scenario, and the verdicts."""
     lines = [f"seeds {report['seeds']}, {report['machine']}, {report['date']}"]
     for scenario, entry in report["summary"].items():
+        ranked = any("post_T_retrieval" in system for system in entry["systems"].values())
         lines += ["", f"### {scenario}", "",
-                  "| system | post-T NDCG@10 | pre-T NDCG@10 | wall time (s) | outcome |",
-                  "|---|---|---|---|---|"]
+                  "| system | post-T NDCG@10 | " + ("post-T, retrieval alone | " if ranked else "")
+                  + "pre-T NDCG@10 | wall time (s) | outcome |",
+                  "|---|---|---|---|---|" + ("---|" if ranked else "")]
         base = entry["base_seconds"]
         for name, system in entry["systems"].items():
             seconds = system.get("seconds")
             outcome = ", ".join(sorted(set(system.get("outcomes", []))))
             if name == STALE_FROZEN:
                 seconds, outcome = base, "base training, for scale"
-            lines.append(f"| {name} | {_cell(system['post_T'])} | {_cell(system['pre_T'])} | "
-                         f"{_cell(seconds, 0)} | {outcome} |")
+            retrieval = f"{_cell(system.get('post_T_retrieval'))} | " if ranked else ""
+            lines.append(f"| {name} | {_cell(system['post_T'])} | {retrieval}"
+                         f"{_cell(system['pre_T'])} | {_cell(seconds, 0)} | {outcome} |")
         target = entry["target"]
         recovered = (f"{target['recovered']:.0%}" if target["recovered"] is not None else "–")
         lines += ["", f"Chosen on the jobs' own gate holdouts: {entry['chosen_job']}. "
