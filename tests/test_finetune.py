@@ -147,12 +147,11 @@ def test_the_gate_scores_each_query_as_the_evaluation_code_scores_the_split(publ
     dataset, split = version.load_data()
     validation = build_queries(dataset.interactions, split, "valid",
                                version.tables.history_length)
-    counts = np.ones(version.tables.num_items)
     nobody = dataclasses.replace(  # a window where no user clicked twice
         validation, **{field: getattr(validation, field)[:0] for field in (
             "user", "target", "history", "history_mask", "exclude_items", "rows",
             "timestamp")}, exclude_indptr=validation.exclude_indptr[:1])
-    scores = gate_scores(version.model, nobody, validation, counts)
+    scores = gate_scores(version.model, nobody, validation)
     assert scores.recent is None and scores.validation.shape == (len(validation),)
     assert scores.means()["validation"] == pytest.approx(
         score_queries(version.model, validation)["NDCG@10"], abs=1e-9)

@@ -265,11 +265,10 @@ def test_the_finetuning_job_tunes_the_rankers_attention_and_gates_both_stages(mo
     dataset, split = tuned.load_data()
     validation = build_queries(dataset.interactions, split, "valid",
                                tuned.tables.history_length)
-    counts = np.rint(np.expm1(live.tables.popularity.astype(np.float64)))
     for name, version, ranker in (("candidate", tuned, tuned.ranker),
                                   ("live", live, live.ranker.over(live.item_embeddings,
                                                                   live.gates))):
-        scores = gate_scores(version.model, validation, validation, counts, ranker)
+        scores = gate_scores(version.model, validation, validation, ranker)
         assert result.report["gate"][name]["validation"] == pytest.approx(
             scores.means()["validation"], abs=1e-6), name
         # per query, by the evaluation code's protocol for the two stages

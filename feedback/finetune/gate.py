@@ -23,8 +23,8 @@ within noise passes and is written down in the decision's ``notes``.
 
 Example:
 
-    live = gate_scores(published.model, window.holdout, validation, counts)
-    candidate = gate_scores(candidate_model, window.holdout, validation, counts)
+    live = gate_scores(published.model, window.holdout, validation)
+    candidate = gate_scores(candidate_model, window.holdout, validation)
     decision = judge(live, candidate, config)
     decision.passed, decision.reasons, decision.notes
 """
@@ -57,7 +57,7 @@ class HoldoutScores:
 
     Example:
 
-        scores = gate_scores(model, window.holdout, validation, counts)
+        scores = gate_scores(model, window.holdout, validation)
         scores.means()  # {"recent": 0.051, "validation": 0.048}
     """
 
@@ -93,7 +93,7 @@ class GateDecision:
 
 
 def gate_scores(model, recent: EvaluationQueries, validation: EvaluationQueries,
-                click_counts: np.ndarray, ranker=None) -> HoldoutScores:
+                ranker=None) -> HoldoutScores:
     """NDCG@10 of ``model`` per query of the recent holdout and of the
     original validation split.
 
@@ -105,10 +105,8 @@ def gate_scores(model, recent: EvaluationQueries, validation: EvaluationQueries,
     reproduces). The model's item table is then set to the ranker's item
     vectors (the version's own), so that the user tower reads its histories
     as the version serves them; callers pass a model whose table already
-    holds them. ``click_counts`` is accepted for the callers' symmetry with
-    the evaluation code; NDCG does not depend on it.
+    holds them.
     """
-    del click_counts  # popularity enters no rank metric
     return HoldoutScores(**{name: (None if len(queries) == 0 else
                                    query_ndcg(model, queries, ranker))
                             for name, queries in (("recent", recent),

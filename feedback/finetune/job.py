@@ -218,10 +218,9 @@ def run_finetune(store, model_dir: str | os.PathLike, config: FinetuneConfig = F
         training = with_replay(window.examples, replay, config.replay_share,
                                live.tables.num_items, config.seed)
         validation = build_queries(dataset.interactions, split, "valid", history_length)
-        counts = np.rint(np.expm1(live.tables.popularity.astype(np.float64)))
         live_ranker = (live.ranker.over(live.item_embeddings, live.gates)
                        if live.ranker is not None else None)
-        live_scores = gate_scores(live.model, window.holdout, validation, counts, live_ranker)
+        live_scores = gate_scores(live.model, window.holdout, validation, live_ranker)
 
         candidate = load_published(live_path, task="fine-tune")
         variables = trained_variables(candidate.model, config.train)
@@ -250,8 +249,7 @@ def run_finetune(store, model_dir: str | os.PathLike, config: FinetuneConfig = F
             ranker, report["ranker"] = finetune_ranker(live.ranker, candidate.model, training,
                                                        config, item_embeddings, gates)
             report["ranker"]["seconds"] = round(time.perf_counter() - ranker_started, 2)
-        candidate_scores = gate_scores(candidate.model, window.holdout, validation, counts,
-                                       ranker)
+        candidate_scores = gate_scores(candidate.model, window.holdout, validation, ranker)
         decision = judge(live_scores, candidate_scores, config)
         report["gate"] = decision.as_dict()
         if not decision.passed:
