@@ -109,6 +109,11 @@ BAD_RECORDS = [
      "oversized context"),
     ({"user_id": "u1", "item_id": "i1", "timestamp": T0, "notes": "y" * 5000},
      "oversized context"),
+    ({"user_id": "u1", "item_id": "i1", "timestamp": T0, "event": ["click"]}, "wrong type"),
+    ({"user_id": "u1", "item_id": "i1", "timestamp": T0, "event": {"kind": "click"}},
+     "wrong type"),
+    ({"user_id": "u1", "item_id": "i1", "timestamp": 10 ** 400}, "invalid value"),
+    ({"user_id": 10 ** 5000, "item_id": "i1", "timestamp": T0}, "invalid value"),
     ({"event_id": "e1", "user_id": "u1", "item_id": "OTHER", "timestamp": T0},
      "conflicting duplicate"),
 ]
@@ -128,6 +133,8 @@ def test_every_rejected_record_is_in_quarantine_with_its_reason(store_url):
             assert kept.detail  # a sentence saying what is wrong
             if isinstance(record, str):
                 assert kept.payload == record
+            if isinstance(record, dict) and record.get("user_id") == 10 ** 5000:
+                assert f"{10 ** 5000:#x}" in kept.payload  # every digit kept, in hexadecimal
         assert set(report.reasons) == {reason for _, reason in BAD_RECORDS}
         assert set(report.reasons) <= set(REASONS)
         assert store.count() == 1

@@ -164,8 +164,23 @@ def payload_text(raw: Any) -> str:
         return raw
     try:
         return json.dumps(raw, default=str, ensure_ascii=False, sort_keys=True)
-    except (TypeError, ValueError):
-        return repr(raw)
+    except (TypeError, ValueError):  # mixed key types, or an integer too long for str()
+        try:
+            return json.dumps(_printable(raw), default=repr, ensure_ascii=False)
+        except (TypeError, ValueError):
+            return repr(_printable(raw))
+
+
+def _printable(value: Any) -> Any:
+    """``value`` with integers too long for ``str()`` written in hexadecimal (which
+    has no length limit), so that a quarantined record keeps every digit."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 10_000:
+        return f"{value:#x}"
+    if isinstance(value, Mapping):
+        return {str(key): _printable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_printable(item) for item in value]
+    return value
 
 
 class _Refused(Exception):
@@ -256,6 +271,11 @@ class EventValidator:
             return self._event(record, user_id, self.clock() if now is None else now)
         except _Refused as refusal:
             return Rejection(refusal.reason, refusal.detail, payload_text(raw), user_id, source)
+        except (TypeError, ValueError, OverflowError, RecursionError) as error:
+            # A value no check above foresaw: one record is quarantined, the batch goes on.
+            return Rejection("malformed", f"could not be read as an event: "
+                             f"{type(error).__name__}: {error}", payload_text(raw), user_id,
+                             source)
 
     def _event(self, record: Mapping[str, Any], user_id: str, now: float) -> Event:
         config = self.config
@@ -269,6 +289,9 @@ class EventValidator:
             timestamp = timestamp_seconds(value, config.timestamp_unit)
         except DataError as error:
             raise _Refused("wrong type", f"field 'timestamp': {error}") from None
+        except (OverflowError, ValueError):  # an integer too large for a float or for str()
+            raise _Refused("invalid value", "field 'timestamp' is a number too large to be a "
+                           "time") from None
         if not 0 <= timestamp <= now + config.max_future_seconds:
             if timestamp < 0:
                 raise _Refused("invalid value", f"field 'timestamp' {value!r} is before 1970")
@@ -305,9 +328,14 @@ class EventValidator:
                     and (value.isascii() or _encodable(value))):
                 return value
         elif kind is int:
-            text = str(value)
-            if len(text) <= self.config.max_id_chars:
-                return text
+            if value.bit_length() <= 64:  # any id a database key holds; str() is safe
+                text = str(value)
+                if len(text) <= self.config.max_id_chars:
+                    return text
+            else:
+                raise _Refused("invalid value", f"field {field!r} is an integer of "
+                               f"{value.bit_length():,} bits; ids are text or integers of "
+                               "at most 64 bits")
         if _absent(value):
             raise _Refused("missing field", f"field {field!r} is missing or empty")
         if isinstance(value, bool) or not isinstance(value, (str, int)):
@@ -322,11 +350,11 @@ class EventValidator:
     def _kind(self, value: Any) -> str:
         if _absent(value):
             return self.config.default_event
+        if not isinstance(value, str):  # before the memo: a list or dict is unhashable
+            raise _Refused("wrong type", f"field 'event' must be text, got {value!r}")
         known = self._kinds.get(value)
         if known is not None:
             return known
-        if not isinstance(value, str):
-            raise _Refused("wrong type", f"field 'event' must be text, got {value!r}")
         kind = normal_kind(value)
         if kind not in self.config.event_kinds:
             raise _Refused("invalid value", f"field 'event' {value!r} is not one of "
