@@ -535,8 +535,8 @@ def choose_attention_job(runs: list[dict], settings: BenchSettings) -> str:
     for name in names:
         gates = [r["jobs"][name]["gate"] or {} for r in runs]
         recent = [((g.get("candidate") or {}).get("recent") or 0.0) for g in gates]
-        kept = all((g.get("candidate") or {}).get("validation", 0) >=
-                   (1 - tolerance) * ((g.get("live") or {}).get("validation") or 0)
+        kept = all(((g.get("candidate") or {}).get("validation") or 0.0) >=
+                   (1 - tolerance) * ((g.get("live") or {}).get("validation") or 0.0)
                    for g in gates)
         candidates.append((name, float(np.mean(recent)), kept))
     pool = [c for c in candidates if c[2]] or candidates

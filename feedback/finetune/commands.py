@@ -124,7 +124,7 @@ def _summary(report: dict) -> str:
     for reason in gate.get("reasons", []):
         line += f"\n  rejected: {reason}"
     for note in gate.get("notes", []):
-        line += f"\n  passed: {note}"
+        line += f"\n  gate note: {note}"
     if report.get("stopped"):
         line += f"\n  {report['stopped']}"
     return line

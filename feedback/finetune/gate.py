@@ -19,7 +19,8 @@ queries, so the gate compares them query by query: a check fails when the
 candidate's mean falls by more than its tolerance *and* the one-sided upper
 bound of the paired per-query change (``gate_confidence``, 95% by default,
 normal approximation) is below zero. A fall past the tolerance that is
-within noise passes and is written down in the decision's ``notes``.
+within noise passes and is written down in the decision's ``notes``; so does
+one on a single query, where noise cannot be measured.
 
 Example:
 
@@ -190,6 +191,8 @@ def judge(live: HoldoutScores | None, candidate: HoldoutScores,
         before, after = (getattr(live, name, None) if live is not None else None,
                          getattr(candidate, name))
         if before is None or after is None:
+            if live is not None:
+                notes.append(f"{what} has no queries, so it was not judged")
             continue
         change = paired_change(before, after, config.gate_confidence)
         changes[name] = change
@@ -199,7 +202,7 @@ def judge(live: HoldoutScores | None, candidate: HoldoutScores,
         fall = (f"{METRIC} on {what} fell from {live_means[name]:.4f} to "
                 f"{candidate_means[name]:.4f}, below the {tolerance:.0%} tolerance ({floor:.4f})")
         if change["upper"] is None:
-            reasons.append(f"{fall}; one query cannot tell noise from a fall")
+            notes.append(f"{fall}, but one query cannot tell a fall from noise")
         elif change["upper"] < 0:
             reasons.append(f"{fall}, beyond noise: the paired change over "
                            f"{change['queries']} queries is {change['change']:+.4f}, its "
