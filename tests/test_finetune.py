@@ -101,6 +101,10 @@ def test_runs_train_only_the_attention_weights_then_the_held_out_clicks_then_not
     again = run_finetune(store, directory, OPEN_GATE)
     assert again.outcome == "published" and again.report["events"] == 0
     assert again.report["carried"] == len(record["held_out"])
+    # version 2 counted the held-out clicks already: popularity does not count them twice
+    assert again.report["merged_clicks"] == 0
+    np.testing.assert_array_equal(load_published(directory / "3").tables.popularity,
+                                  candidate.tables.popularity)
     last = run_finetune(store, directory, OPEN_GATE)
     assert (last.outcome, last.exit_code) == ("nothing new", EXIT_NOTHING_NEW)
     assert versions(directory) == [1, 2, 3]
@@ -299,6 +303,11 @@ def test_refresh_makes_serving_default_follow_a_click_and_forget_an_erased_user(
     history = signatures["user_embedding"](user_id=tf.constant([user]))["history_item_ids"]
     assert history.numpy()[0][0].decode() == clicked            # at the head of the history
     assert load_published(directory).manifest["lineage"]["change"] == "refresh"
+    # a job after the refresh trains on the click but does not count it again
+    result = run_finetune(store, directory, OPEN_GATE)
+    assert result.outcome == "published" and result.report["merged_clicks"] == 0
+    np.testing.assert_array_equal(load_published(directory / "3").tables.popularity,
+                                  load_published(directory / "2").tables.popularity)
 
     store.forget_user(user)
     target, report = refresh_version(store, directory)

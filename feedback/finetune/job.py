@@ -261,7 +261,12 @@ def run_finetune(store, model_dir: str | os.PathLike, config: FinetuneConfig = F
                 f"version {versions(model_dir)[-1]} was published while this job trained on "
                 f"{live.number}; nothing published, the next run starts from it")},
                 "rejected", EXIT_REJECTED, None, started)
-        clicks = window.clicks
+        # The tables already count every click up to their data_until (the clicks
+        # this version's own job or a refresh merged, the carried ones among
+        # them): only newer ones are merged, or popularity would count them twice.
+        until = live.tables.data_until
+        clicks = [c for c in window.clicks if until is None or c.timestamp > until]
+        report["merged_clicks"] = len(clicks)
         item_index = {item: i for i, item in enumerate(live.tables.item_ids.tolist())}
         tables = live.tables.with_events(
             [c.user_id for c in clicks],

@@ -48,8 +48,9 @@ class Window:
     """What a window of clicks gives a fine-tuning job.
 
     Attributes:
-      clicks: every positive click the window holds, in time order (the
-        version's tables are brought up to date with all of them).
+      clicks: every positive click the window trains on: the new ones in the
+        store's order, then the carried ones (the job brings the version's
+        tables up to date with those newer than the tables' ``data_until``).
       examples: training arrays (user, item, history, history_mask, weight),
         the held-out clicks left out.
       holdout: one query per active user: their latest click.
