@@ -363,3 +363,60 @@ def test_a_version_published_while_the_job_trains_stops_it_without_publishing(
     assert versions(directory) == [1, 2]  # the catalogue change, nothing of the job's
     from feedback.store import Watermark
     assert store.consumers().get(default_consumer(directory), Watermark()) == Watermark()
+
+
+def test_window_histories_match_the_merge_rule_for_long_repetitive_users(published):
+    """Each example's history is the user's earlier window items (newest first,
+    each once) ahead of the frozen history without the click's own and later
+    items; checked against that rule written out directly, for a user who
+    clicks a few items hundreds of times, a user new to the version and
+    carried clicks."""
+    from types import SimpleNamespace
+
+    from feedback.finetune.window import Click, build_window
+    from mmrec.export.serving_tables import merge_history
+    tables = load_published(published).tables
+    items, users = tables.item_ids.tolist(), tables.user_ids.tolist()
+    rng = np.random.default_rng(5)
+    start = tables.data_until + 60
+    # user 0 clicks again, hundreds of times, a few items of their frozen history
+    again = [items[i] for i in tables.frozen_history(0)[:3]] + [items[0]]
+    assert len(again) == 4
+    events = [SimpleNamespace(user_id=users[0], item_id=again[rng.integers(4)], event="click",
+                              timestamp=start + k) for k in range(400)]
+    events += [SimpleNamespace(user_id=user, item_id=items[rng.integers(len(items))],
+                               event="purchase", timestamp=start + 400 + k)
+               for k, user in enumerate([users[1], "someone new", users[1], "someone new"] * 3)]
+    carried = [Click(users[1], items[7], "click", start - 5), Click(users[2], items[3], "click",
+                                                                    start - 4)]
+    window = build_window(tables, events, FinetuneConfig(), carried)
+    index = {item: i for i, item in enumerate(items)}
+    row_of = {user: row for row, user in enumerate(users)}
+    length = tables.history_length
+
+    def rule(user, earlier, later):
+        frozen = tables.frozen_history(row_of[user]) if user in row_of else []
+        gone = {index[c.item_id] for c in later}
+        return merge_history([index[c.item_id] for c in reversed(earlier)],
+                             [i for i in frozen if i not in gone], length)
+
+    expected, queries = [], []
+    by_user: dict[str, list] = {}
+    for click in sorted(window.clicks[:len(events)], key=lambda c: c.timestamp):
+        by_user.setdefault(click.user_id, []).append(click)
+    for user, clicks_of in by_user.items():
+        for position, click in enumerate(clicks_of):
+            history = rule(user, clicks_of[:position], clicks_of[position:])
+            if position == len(clicks_of) - 1 and position > 0:
+                queries.append(history)
+            else:
+                expected.append(history)
+    for click in carried:
+        mine = by_user.get(click.user_id, [])
+        expected.append(rule(click.user_id, [c for c in mine if c.timestamp < click.timestamp],
+                             [click] + [c for c in mine if c.timestamp >= click.timestamp]))
+    got = [h[m].tolist() for h, m in zip(window.examples["history"],
+                                         window.examples["history_mask"])]
+    assert got == expected and len(got) == 400 - 1 + 12 - 2 + 2
+    assert [h[m].tolist() for h, m in zip(window.holdout.history,
+                                          window.holdout.history_mask)] == queries

@@ -13,6 +13,8 @@ from typing import Any, Mapping
 
 from mmrec.typed_fields import checked_values
 
+from feedback.store.config import normal_kind
+
 TRAIN_SCOPES = ("attention", "attention+ids", "all")
 
 
@@ -80,8 +82,7 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         if self.train not in TRAIN_SCOPES:
             raise ValueError(f"finetune.train must be one of {TRAIN_SCOPES}, got {self.train!r}")
-        weights = {str(k).strip().lower().replace("-", "_"): float(v)
-                   for k, v in dict(self.event_weights).items()}
+        weights = {normal_kind(str(k)): float(v) for k, v in dict(self.event_weights).items()}
         if not weights or min(weights.values()) <= 0:
             raise ValueError(f"finetune.event_weights must give positive weights, got {weights}")
         object.__setattr__(self, "event_weights", weights)

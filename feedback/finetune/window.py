@@ -19,8 +19,10 @@ Example:
 
 from __future__ import annotations
 
+import collections
 import dataclasses
-from typing import Iterable, Sequence
+import itertools
+from typing import Container, Iterable, Sequence
 
 import numpy as np
 
@@ -28,6 +30,7 @@ from mmrec.evaluate.queries import EvaluationQueries
 from mmrec.export.serving_tables import ServingTables, merge_history
 
 from feedback.finetune.config import FinetuneConfig
+from feedback.store.config import normal_kind
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,8 +51,8 @@ class Window:
     """What a window of clicks gives a fine-tuning job.
 
     Attributes:
-      clicks: every positive click the window trains on: the new ones in the
-        store's order, then the carried ones (the job brings the version's
+      clicks: every positive click the window trains on: the new ones in
+        time order, then the carried ones (the job brings the version's
         tables up to date with those newer than the tables' ``data_until``).
       examples: training arrays (user, item, history, history_mask, weight),
         the held-out clicks left out.
@@ -70,7 +73,7 @@ def positive_clicks(events: Iterable, config: FinetuneConfig, item_index: dict[s
     """The events that are positives (by kind) of items the version knows, in time order."""
     clicks = []
     for event in events:
-        kind = str(event.event).strip().lower().replace("-", "_")
+        kind = normal_kind(str(event.event))
         if kind not in config.event_weights:
             skipped[f"not a positive ({kind})"] = skipped.get(f"not a positive ({kind})", 0) + 1
             continue
@@ -107,26 +110,46 @@ def build_window(tables: ServingTables, events: Sequence, config: FinetuneConfig
                                 "exclude": [], "timestamp": []}
     held_out = []
 
-    def history_of(user: str, earlier: list[Click],
-                   later: list[Click]) -> tuple[np.ndarray, np.ndarray]:
-        """The history before a click: earlier window clicks ahead of the frozen
-        history, from which the click itself and the user's later clicks are
-        taken out (a refresh, or the run that held it out, may have merged them)."""
+    def history_of(user: str, earlier: dict[int, None],
+                   later: Container[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The history before a click: the items of the user's earlier window
+        clicks (``earlier``, ordered by their latest click) newest first, ahead
+        of the frozen history, from which the click's item and the user's later
+        items are taken out (a refresh, or the run that held it out, may have
+        merged them)."""
         row = user_index.get(user)
         frozen = tables.frozen_history(row) if row is not None else []
-        future = {item_index[c.item_id] for c in later}
-        frozen = [item for item in frozen if item not in future]
-        merged = merge_history([item_index[c.item_id] for c in reversed(earlier)], frozen,
+        frozen = [item for item in frozen if item not in later]
+        # Only the newest `length` distinct items can reach the merged history,
+        # so a user with n clicks costs O(n * length), not O(n^2).
+        merged = merge_history(list(itertools.islice(reversed(earlier), length)), frozen,
                                length)
         items = np.zeros(length, np.int32)
         mask = np.zeros(length, bool)
         items[:len(merged)], mask[:len(merged)] = merged, True
         return items, mask
 
+    def clicked(clicks: Iterable[Click]) -> dict[int, None]:
+        """Items of ``clicks`` in the order of each one's latest click."""
+        order: dict[int, None] = {}
+        for click in clicks:
+            item = item_index[click.item_id]
+            order.pop(item, None)
+            order[item] = None
+        return order
+
     for user, user_clicks in by_user.items():
         row = user_index.get(user, unknown_row)
+        earlier: dict[int, None] = {}
+        later = collections.Counter(item_index[c.item_id] for c in user_clicks)
         for position, click in enumerate(user_clicks):
-            history, mask = history_of(user, user_clicks[:position], user_clicks[position:])
+            item = item_index[click.item_id]
+            history, mask = history_of(user, earlier, later)
+            later[item] -= 1
+            if not later[item]:
+                del later[item]
+            earlier.pop(item, None)
+            earlier[item] = None
             if position == len(user_clicks) - 1 and position > 0:  # the latest: held out
                 seen = set()
                 if user in user_index:
@@ -152,9 +175,10 @@ def build_window(tables: ServingTables, events: Sequence, config: FinetuneConfig
         if click.item_id not in item_index:
             skipped["item not in the version"] = skipped.get("item not in the version", 0) + 1
             continue
-        earlier = [c for c in by_user.get(click.user_id, []) if c.timestamp < click.timestamp]
-        later = [click] + [c for c in by_user.get(click.user_id, [])
-                           if c.timestamp >= click.timestamp]
+        mine = by_user.get(click.user_id, [])
+        earlier = clicked(c for c in mine if c.timestamp < click.timestamp)
+        later = {item_index[click.item_id]} | {item_index[c.item_id] for c in mine
+                                               if c.timestamp >= click.timestamp}
         history, mask = history_of(click.user_id, earlier, later)
         rows["user"].append(user_index.get(click.user_id, unknown_row))
         rows["item"].append(item_index[click.item_id])
