@@ -303,6 +303,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 @_guarded
 def cmd_catalogue(args: argparse.Namespace) -> int:
+    if args.off and args.add:
+        raise ValueError("--add adds items to the store's catalogue; with --off there is "
+                         "no catalogue to add to")
     if args.off:
         item_ids = None
     elif args.model_dir:
@@ -317,7 +320,13 @@ def cmd_catalogue(args: argparse.Namespace) -> int:
         from mmrec.data.tables import read_table, require_columns
         columns, rows = read_table(args.items)
         require_columns(columns, ["item_id"], args.items)
-        item_ids = [str(row["item_id"]) for _, row in rows]
+        item_ids = []
+        for number, row in rows:
+            value = row["item_id"]
+            if value is None or not str(value).strip():
+                raise DataError("an item without an id: every row needs its item_id",
+                                file=args.items, row=number, field="item_id")
+            item_ids.append(str(value))
     with _open(args) as store:
         if item_ids is None:
             released = store.set_catalogue(None)
@@ -325,6 +334,10 @@ def cmd_catalogue(args: argparse.Namespace) -> int:
             released = store.add_items(item_ids)
         else:
             released = store.set_catalogue(item_ids)
+    if args.json:
+        print(json.dumps({"catalogue": None if item_ids is None else len(set(item_ids)),
+                          "added": bool(args.add), "released": released}))
+        return 0
     what = "catalogue off" if item_ids is None else (
         f"{'added' if args.add else 'catalogue set to'} {len(set(item_ids)):,} items")
     print(f"{what}; released {released:,} pending events")
@@ -336,6 +349,9 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     from feedback.refresh import refresh_version
     with _open(args) as store:
         target, report = refresh_version(store, args.model_dir)
+    if args.json:
+        print(json.dumps({"version": int(target.name), **report}))
+        return 0
     print(f"refreshed as version {target.name}: {report['clicks']:,} clicks merged, "
           f"{report['erased_users']:,} erased users removed, {report['skipped_unknown_items']:,} "
           "clicks on items the version does not have skipped")

@@ -105,6 +105,20 @@ def test_the_catalogue_command_makes_unknown_items_pending(tmp_path, capsys):
     more.write_text("item_id\ni2\ni3\n")
     assert main(["feedback", "catalogue", "--items", str(more), "--add", "--store", url]) == 0
     assert "added 2 items; released 2 pending events" in capsys.readouterr().out
+    assert main(["feedback", "catalogue", "--items", str(more), "--add", "--store", url,
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"catalogue": 2, "added": True,
+                                                   "released": 0}
+    # an item without an id is refused by file, row and field, and nothing changes
+    blank = tmp_path / "blank.csv"
+    blank.write_text("item_id,title\ni4,d\n,e\n")
+    assert main(["feedback", "catalogue", "--items", str(blank), "--store", url]) == 2
+    assert f"file {blank}, row 2, field 'item_id': an item without an id" in \
+        capsys.readouterr().err
+    assert main(["feedback", "catalogue", "--off", "--add", "--store", url]) == 2
+    assert "with --off there is no catalogue to add to" in capsys.readouterr().err
+    with FeedbackStore(url) as store:
+        assert store.ingest([{"user_id": "u", "item_id": "i4", "timestamp": T0}]).pending == 1
 
 
 def test_store_config_comes_from_the_feedback_table_of_a_toml_file(tmp_path, capsys):

@@ -259,8 +259,14 @@ def test_the_loop_from_the_command_line(published, tmp_path):
     assert "published: live version 1, 300 new events, published version 2" in finetune.stdout
     assert finetune.stderr.startswith("mmrec: device: ")
     again = mmrec_cli("feedback", "finetune", "--model-dir", str(directory), "--store", url,
-                      "--config", str(tmp_path / "loop.toml"), "--train", "attention+ids")
+                      "--config", str(tmp_path / "loop.toml"), "--train", "attention+ids",
+                      "--json")
     assert again.returncode == 0, again.stderr[-3000:]  # the held-out clicks
+    report = json.loads(again.stdout)  # the run's report, for a scheduler to read
+    assert (report["outcome"], report["version"], report["merged_clicks"]) == ("published", 3, 0)
+    # it trains the clicks the last run held out: no user has a new click to hold out
+    assert set(report["gate"]["changes"]) == {"validation"}
+    assert report["gate"]["notes"] == ["the recent holdout has no queries, so it was not judged"]
     nothing = mmrec_cli("feedback", "finetune", "--model-dir", str(directory), "--store", url)
     assert nothing.returncode == 4 and nothing.stdout.startswith("nothing new")
     history = mmrec_cli("feedback", "history", "--model-dir", str(directory), "--plot",
@@ -274,6 +280,9 @@ def test_the_loop_from_the_command_line(published, tmp_path):
     skip = mmrec_cli("feedback", "skip", "--model-dir", str(directory), "--store", url,
                      "--to", "0:0")
     assert skip.returncode == 0 and "now reads after 0:0" in skip.stdout
+    skip = mmrec_cli("feedback", "skip", "--model-dir", str(directory), "--store", url,
+                     "--to", "0:0", "--json")
+    assert json.loads(skip.stdout)["watermark"] == [0, 0]
     bad = mmrec_cli("feedback", "finetune", "--model-dir", str(directory), "--store", url,
                     "--train", "everything")
     assert bad.returncode == 2 and "invalid choice" in bad.stderr

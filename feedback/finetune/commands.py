@@ -98,9 +98,10 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         try:
             with FeedbackStore.open(args.store, args.config) as store:
                 result = run_finetune(store, args.model_dir, config, consumer=args.consumer,
-                                      verbose=2 if every is None else 0)
+                                      verbose=0 if every is not None or args.json else 2)
             code = result.exit_code
-            print(_summary(result.report), flush=True)
+            print(json.dumps(result.report, default=float) if args.json
+                  else _summary(result.report), flush=True)
         except JobBusyError as error:
             print(f"mmrec: {error}", file=sys.stderr)
             code = EXIT_ERROR
@@ -140,6 +141,10 @@ def cmd_skip(args: argparse.Namespace) -> int:
     consumer = args.consumer or default_consumer(args.model_dir)
     with FeedbackStore.open(args.store, args.config) as store:
         store.commit(consumer, Watermark(int(match.group(1)), int(match.group(2))))
+    if args.json:
+        print(json.dumps({"consumer": consumer, "watermark": [int(match.group(1)),
+                                                              int(match.group(2))]}))
+        return 0
     print(f"{consumer} now reads after {args.to}")
     return 0
 
