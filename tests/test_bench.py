@@ -330,3 +330,22 @@ def test_the_source_fingerprint_follows_the_code_not_the_commit(tmp_path):
     outside_git = code_provenance(package)
     assert outside_git["commit"] is None and outside_git["changed"] is None
     assert code_provenance()["source"] == source_fingerprint()
+
+
+def test_the_kept_parts_of_the_shop_table_are_one_benchmark():
+    """docs/reports/shop-table holds the parts of a table that runs over several
+    sittings; a part measured with other code or settings would be refused
+    only when someone merges them, so the merge runs here."""
+    from pathlib import Path
+
+    from mmrec.bench.merge import merge_quality_reports
+    folder = Path(__file__).resolve().parents[1] / "docs" / "reports" / "shop-table"
+    paths = sorted(folder.glob("*.json"))
+    assert paths, f"no parts in {folder}"
+    parts = [json.loads(path.read_text()) for path in paths]
+    report = merge_quality_reports(parts, sources=[path.name for path in paths])
+    assert report["dataset"] == "shop" and set(report["seeds"]) <= {11, 12, 13}
+    assert not report["code"]["changed"]  # every part ran from an unedited checkout
+    for name, system in report["main"].items():
+        if "runs" in system:  # a system trained per seed: each seed once, in order
+            assert system["seeds"] == sorted(set(system["seeds"])), name
