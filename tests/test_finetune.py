@@ -166,7 +166,24 @@ def test_nothing_new_is_exit_code_4_and_publishes_nothing(published, tmp_path):
     store = FeedbackStore(f"sqlite:///{tmp_path / 'feedback.db'}")
     result = run_finetune(store, directory)
     assert (result.outcome, result.exit_code, result.version) == ("nothing new", 4, None)
-    assert versions(directory) == [1]
+    assert versions(directory) == [1] and "full_window" not in result.report
+
+
+def test_a_full_window_that_trains_nothing_says_how_to_get_past_it(published, tmp_path):
+    directory = copy_models(published, tmp_path)
+    events = [dict(e, event="impression") for e in clicks(directory, count=30)]
+    store = store_with(tmp_path, events)
+    small = dataclasses.replace(OPEN_GATE, max_events=10)
+    first = run_finetune(store, directory, small)
+    assert first.outcome == "nothing new" and first.report["events"] == 10
+    advice = first.report["full_window"]
+    assert "every run reads these same events" in advice and "--to " in advice
+    assert run_finetune(store, directory, small).report["full_window"] == advice  # stuck
+    from feedback.store import Watermark
+    txid, seq = advice.rsplit("--to ", 1)[1].rstrip("`").split(":")
+    store.commit(default_consumer(directory), Watermark(int(txid), int(seq)))  # as skip does
+    moved = run_finetune(store, directory, small)
+    assert moved.report["events"] == 10 and moved.report["full_window"] != advice
 
 
 def test_one_job_at_a_time_and_a_killed_holder_leaves_no_stuck_lock(published, tmp_path):

@@ -128,6 +128,8 @@ def _summary(report: dict) -> str:
         line += f"\n  gate note: {note}"
     if report.get("stopped"):
         line += f"\n  {report['stopped']}"
+    if report.get("full_window"):
+        line += f"\n  {report['full_window']}"
     return line
 
 

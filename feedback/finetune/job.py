@@ -208,6 +208,12 @@ def run_finetune(store, model_dir: str | os.PathLike, config: FinetuneConfig = F
         report.update(events=len(batch.events), carried=len(carried))
         window = build_window(live.tables, batch.events, config, carried)
         report["skipped"] = window.skipped
+        if len(batch.events) >= config.max_events:  # said if the watermark stays behind it
+            report["full_window"] = (
+                f"the window is full ({config.max_events:,} events, finetune.max_events): "
+                f"until a run publishes, every run reads these same events. Raise "
+                f"finetune.max_events, or step past them with `mmrec feedback skip "
+                f"--model-dir {model_dir} --to {batch.watermark.txid}:{batch.watermark.seq}`")
         if len(window.examples["item"]) == 0:
             return _finish(model_dir, report, "nothing new", EXIT_NOTHING_NEW, None, started)
 
@@ -293,6 +299,10 @@ def run_finetune(store, model_dir: str | os.PathLike, config: FinetuneConfig = F
 
 def _finish(model_dir: Path, report: dict, outcome: str, code: int, version: int | None,
             started: float) -> FinetuneResult:
+    if outcome == "published":
+        report.pop("full_window", None)  # the watermark moved past the window
+    elif "full_window" in report:
+        logger.warning("%s", report["full_window"])
     report.update(outcome=outcome, exit_code=code, version=version,
                   seconds=round(time.perf_counter() - started, 2))
     with open(model_dir / HISTORY_FILE, "a") as handle:
