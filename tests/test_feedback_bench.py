@@ -102,8 +102,10 @@ def test_attention_job_is_chosen_on_the_jobs_own_holdouts_and_targets_judged():
                                         "feedback_bench.step_sizes=[0.0001]",
                                         'feedback_bench.scenarios=["trend"]'])
     a0, a1 = "attention, replay 0, step 0.0001", "attention, replay 1, step 0.0001"
-    gate = lambda recent, valid: {"live": {"recent": 0.1, "validation": 0.1},  # noqa: E731
-                                  "candidate": {"recent": recent, "validation": valid}}
+    gate = lambda recent, valid: {  # noqa: E731  (as the gate records a forgetting fall)
+        "live": {"recent": 0.1, "validation": 0.1},
+        "candidate": {"recent": recent, "validation": valid},
+        "changes": {"validation": {"fell": valid < 0.1 * (1 - 0.02)}}}
     runs = []
     for shift in (0.0, 0.001, -0.001):
         # Share 0 wins its own holdout but forgets; share 1 keeps what it knew.

@@ -180,7 +180,9 @@ def test_a_full_window_that_trains_nothing_says_how_to_get_past_it(published, tm
     assert "every run reads these same events" in advice and "--to " in advice
     assert run_finetune(store, directory, small).report["full_window"] == advice  # stuck
     from feedback.store import Watermark
-    txid, seq = advice.rsplit("--to ", 1)[1].rstrip("`").split(":")
+    import re
+    assert f"--consumer {default_consumer(directory)} --to " in advice
+    txid, seq = re.search(r"--to (\d+):(\d+)`", advice).groups()
     store.commit(default_consumer(directory), Watermark(int(txid), int(seq)))  # as skip does
     moved = run_finetune(store, directory, small)
     assert moved.report["events"] == 10 and moved.report["full_window"] != advice

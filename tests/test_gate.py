@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from feedback.finetune.config import FinetuneConfig
-from feedback.finetune.gate import HoldoutScores, judge, paired_change
+from feedback.finetune.gate import HoldoutScores, judge, paired_change, t_quantile
 
 CONFIG = FinetuneConfig()  # 2% tolerances, 95% confidence
 
@@ -27,7 +27,7 @@ def test_a_fall_every_query_shares_is_rejected_as_beyond_noise():
     assert "recent holdout fell" in decision.reasons[0] and "beyond noise" in decision.reasons[0]
     change = decision.changes["recent"]
     assert change["queries"] == 400 and change["relative"] == pytest.approx(-0.1)
-    assert change["upper"] < 0
+    assert change["upper"] < 0 and change["fell"] and not decision.changes["validation"]["fell"]
     assert decision.changes["validation"]["change"] == 0.0 and not decision.notes
 
 
@@ -59,7 +59,7 @@ def test_forgetting_is_judged_on_the_validation_split_with_its_own_tolerance():
 def test_one_query_cannot_measure_noise_so_its_fall_passes_with_a_note():
     decision = judge(HoldoutScores(recent=np.array([1.0]), validation=None),
                      HoldoutScores(recent=np.array([0.5]), validation=None), CONFIG)
-    assert decision.passed and "one query cannot tell" in decision.notes[0]
+    assert decision.passed and "1 query cannot tell a fall from noise" in decision.notes[0]
     assert decision.changes["recent"]["upper"] is None
     assert "validation" not in decision.changes  # no queries there: nothing to judge
     assert decision.notes[1] == ("the original validation split (forgetting) has no queries, "
@@ -84,3 +84,23 @@ def test_unpaired_scores_and_a_confidence_outside_its_range_are_refused():
     for value in (0.4, 1.0):
         with pytest.raises(ValueError, match="gate_confidence must be in"):
             FinetuneConfig(gate_confidence=value)
+
+
+def test_few_queries_are_judged_with_students_t_and_alike_moves_cannot_measure_noise():
+    # one-sided 95% quantiles from the t table
+    for df, table in ((1, 6.314), (2, 2.920), (3, 2.353), (5, 2.015), (10, 1.812), (30, 1.697)):
+        assert t_quantile(0.95, df) == pytest.approx(table, abs=0.01), df
+    live = HoldoutScores(recent=np.array([1.0, 1.0]), validation=None)
+    # two falls of 1 and 0.5: a normal bound would call it real (-0.34), t at 1 df does not
+    two = judge(live, HoldoutScores(recent=np.array([0.0, 0.5]), validation=None), CONFIG)
+    assert two.passed and two.changes["recent"]["upper"] == pytest.approx(
+        -0.75 + 6.314 * 0.25, abs=0.01) and "within noise" in two.notes[0]
+    # every query fell by the same amount: no spread to measure noise with
+    alike = judge(live, HoldoutScores(recent=np.array([0.5, 0.5]), validation=None), CONFIG)
+    assert alike.passed and alike.changes["recent"]["upper"] is None
+    assert "2 queries that all moved alike cannot tell" in alike.notes[0]
+
+
+def test_an_empty_holdout_is_no_holdout():
+    scores = HoldoutScores(recent=np.zeros(0), validation=np.array([0.5]))
+    assert scores.recent is None and scores.means() == {"recent": None, "validation": 0.5}

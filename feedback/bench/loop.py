@@ -257,12 +257,15 @@ def system_ndcg(published, queries, full_item_ids: np.ndarray, full_user_ids: np
     users = np.asarray([user_row.get(full_user_ids[u], len(tables.user_ids))
                         for u in queries.user.tolist()], np.int32)
     local = dataclasses.replace(queries, history=history, history_mask=mask, user=users)
-    vectors = user_vectors(published.model, local)
-    table = np.asarray(published.model.refresh_item_table())
     held = (to_version >= 0) & candidates
     num_items = len(full_item_ids)
     if rerank and published.ranker is not None:
+        # The version's own item vectors, for the histories as for the ranker (as
+        # the gate scores it), not the catalogue encoded again.
         ranker = published.ranker.over(published.item_embeddings, published.gates)
+        published.model.item_table.assign(ranker.item_vectors)
+        table = ranker.item_vectors.numpy()
+        vectors = user_vectors(published.model, local)
         in_version = np.flatnonzero(to_version >= 0)
         never = np.ones(len(table), bool)                   # version items not candidates
         never[to_version[held]] = False
@@ -274,6 +277,8 @@ def system_ndcg(published, queries, full_item_ids: np.ndarray, full_user_ids: np
 
         version_scorer = two_stage_scorer(vectors, ranker, history, mask, kept_out)
     else:
+        vectors = user_vectors(published.model, local)
+        table = np.asarray(published.model.refresh_item_table())
         version_scorer = lambda idx: vectors[idx] @ table.T  # noqa: E731
 
     def scorer(idx: np.ndarray) -> np.ndarray:
@@ -525,19 +530,17 @@ def attention_job(share: float, step: float) -> str:
 def choose_attention_job(runs: list[dict], settings: BenchSettings) -> str:
     """The attention-only job (replay share, step size) that scores best on its
     own gate's recent holdout (clicks the job held out of its window:
-    validation, never the benchmark's holdouts), among those that kept the
-    original validation split within the forgetting tolerance on every seed
-    (all of them if none did)."""
-    tolerance = settings.finetune.forgetting_tolerance
+    validation, never the benchmark's holdouts), among those whose gate saw
+    no forgetting on any seed (no fall of the original validation split past
+    its tolerance and beyond noise; all of them if none qualifies)."""
     candidates = []
     names = [attention_job(share, step) for share in settings.bench.replay_shares
              for step in settings.bench.step_sizes]
     for name in names:
         gates = [r["jobs"][name]["gate"] or {} for r in runs]
         recent = [((g.get("candidate") or {}).get("recent") or 0.0) for g in gates]
-        kept = all(((g.get("candidate") or {}).get("validation") or 0.0) >=
-                   (1 - tolerance) * ((g.get("live") or {}).get("validation") or 0.0)
-                   for g in gates)
+        kept = not any(((g.get("changes") or {}).get("validation") or {}).get("fell")
+                       for g in gates)
         candidates.append((name, float(np.mean(recent)), kept))
     pool = [c for c in candidates if c[2]] or candidates
     return max(pool, key=lambda candidate: candidate[1])[0]

@@ -56,7 +56,8 @@ class FinetuneConfig:
       gate_confidence: how sure the gate must be that a fall past a
         tolerance is real before it rejects: the one-sided confidence of the
         paired per-query change (feedback/finetune/gate.py). 0.5 judges the
-        means alone, as a bare threshold does.
+        means alone, as a bare threshold does, where noise can be measured
+        (two or more queries that did not all move alike).
       min_recent_ndcg, min_validation_ndcg: absolute floors (None: none); a
         first version with nothing live is judged on floors alone.
       max_events: events read per run (the rest wait for the next run).

@@ -18,9 +18,10 @@ clicks moves by several percent between two equally good models, so a bare
 queries, so the gate compares them query by query: a check fails when the
 candidate's mean falls by more than its tolerance *and* the one-sided upper
 bound of the paired per-query change (``gate_confidence``, 95% by default,
-normal approximation) is below zero. A fall past the tolerance that is
+Student's t) is below zero. A fall past the tolerance that is
 within noise passes and is written down in the decision's ``notes``; so does
-one on a single query, where noise cannot be measured.
+one on a single query (or queries that all moved by the same amount), where
+noise cannot be measured.
 
 Example:
 
@@ -33,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 from statistics import NormalDist
 
 import numpy as np
@@ -64,6 +66,12 @@ class HoldoutScores:
 
     recent: np.ndarray | None
     validation: np.ndarray | None
+
+    def __post_init__(self) -> None:
+        for name in HOLDOUTS:  # no queries is None, never an empty array
+            values = getattr(self, name)
+            if values is not None and len(values) == 0:
+                setattr(self, name, None)
 
     def means(self) -> dict[str, float | None]:
         """Mean NDCG@10 on each holdout (None where it has no queries)."""
@@ -158,10 +166,28 @@ def two_stage_scorer(users: np.ndarray, ranker, history: np.ndarray,
     return lambda idx: reranked_scores(users[idx] @ table.T, lists.candidates[idx], ranked[idx])
 
 
+def t_quantile(probability: float, degrees_of_freedom: int) -> float:
+    """Student's t quantile: exact for 1 and 2 degrees of freedom, the
+    Cornish-Fisher expansion around the normal quantile beyond (within 0.01
+    of the table at 3 degrees of freedom and 95%, closer with more)."""
+    p, v = probability, degrees_of_freedom
+    if v < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, got {v}")
+    if v == 1:
+        return math.tan(math.pi * (p - 0.5))
+    if v == 2:
+        return (2 * p - 1) / math.sqrt(2 * p * (1 - p))
+    z = NormalDist().inv_cdf(p)
+    return (z + (z ** 3 + z) / (4 * v) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * v ** 2)
+            + (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / (384 * v ** 3))
+
+
 def paired_change(live: np.ndarray, candidate: np.ndarray, confidence: float) -> dict:
     """The candidate's mean change against live over the same queries, relative
     to live's mean, and the one-sided ``confidence`` upper bound of the mean
-    change (normal approximation; None with fewer than two queries)."""
+    change (Student's t over the per-query changes). The bound is None where
+    noise cannot be measured: fewer than two queries, or every query changed
+    by the same amount."""
     if live.shape != candidate.shape:
         raise ValueError(f"the gate pairs queries: live scored {live.shape[0]}, the "
                          f"candidate {candidate.shape[0]}")
@@ -170,9 +196,9 @@ def paired_change(live: np.ndarray, candidate: np.ndarray, confidence: float) ->
     change = float(difference.mean())
     live_mean = float(np.mean(live))
     upper = None
-    if n >= 2:
-        spread = float(difference.std(ddof=1)) / np.sqrt(n)
-        upper = change + NormalDist().inv_cdf(confidence) * spread
+    spread = float(difference.std(ddof=1)) / np.sqrt(n) if n >= 2 else 0.0
+    if spread > 0:
+        upper = change + t_quantile(confidence, n - 1) * spread
     return {"queries": n, "change": change,
             "relative": change / live_mean if live_mean > 0 else None, "upper": upper}
 
@@ -197,12 +223,16 @@ def judge(live: HoldoutScores | None, candidate: HoldoutScores,
         change = paired_change(before, after, config.gate_confidence)
         changes[name] = change
         floor = live_means[name] * (1 - tolerance)
+        change["fell"] = bool(candidate_means[name] < floor and change["upper"] is not None
+                              and change["upper"] < 0)  # the check fails
         if candidate_means[name] >= floor:
             continue
         fall = (f"{METRIC} on {what} fell from {live_means[name]:.4f} to "
                 f"{candidate_means[name]:.4f}, below the {tolerance:.0%} tolerance ({floor:.4f})")
         if change["upper"] is None:
-            notes.append(f"{fall}, but one query cannot tell a fall from noise")
+            notes.append(f"{fall}, but {change['queries']} "
+                         f"{'query' if change['queries'] == 1 else 'queries that all moved alike'}"
+                         f" cannot tell a fall from noise")
         elif change["upper"] < 0:
             reasons.append(f"{fall}, beyond noise: the paired change over "
                            f"{change['queries']} queries is {change['change']:+.4f}, its "

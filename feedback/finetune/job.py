@@ -213,7 +213,9 @@ def run_finetune(store, model_dir: str | os.PathLike, config: FinetuneConfig = F
                 f"the window is full ({config.max_events:,} events, finetune.max_events): "
                 f"until a run publishes, every run reads these same events. Raise "
                 f"finetune.max_events, or step past them with `mmrec feedback skip "
-                f"--model-dir {model_dir} --to {batch.watermark.txid}:{batch.watermark.seq}`")
+                f"--model-dir {model_dir} --consumer {consumer} --to "
+                f"{batch.watermark.txid}:{batch.watermark.seq}` (and this run's --store "
+                f"and --config)")
         if len(window.examples["item"]) == 0:
             return _finish(model_dir, report, "nothing new", EXIT_NOTHING_NEW, None, started)
 

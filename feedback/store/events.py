@@ -328,14 +328,14 @@ class EventValidator:
                     and (value.isascii() or _encodable(value))):
                 return value
         elif kind is int:
-            if value.bit_length() <= 64:  # any id a database key holds; str() is safe
+            if value.bit_length() <= 10_000:  # below str()'s limit of 4,300 digits
                 text = str(value)
                 if len(text) <= self.config.max_id_chars:
                     return text
             else:
                 raise _Refused("invalid value", f"field {field!r} is an integer of "
-                               f"{value.bit_length():,} bits; ids are text or integers of "
-                               "at most 64 bits")
+                               f"{value.bit_length():,} bits, far more than "
+                               f"{self.config.max_id_chars} digits (feedback.max_id_chars)")
         if _absent(value):
             raise _Refused("missing field", f"field {field!r} is missing or empty")
         if isinstance(value, bool) or not isinstance(value, (str, int)):
