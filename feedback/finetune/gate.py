@@ -220,11 +220,9 @@ def judge(live: HoldoutScores | None, candidate: HoldoutScores,
             if live is not None:
                 notes.append(f"{what} has no queries, so it was not judged")
             continue
-        change = paired_change(before, after, config.gate_confidence)
+        change = dict(paired_change(before, after, config.gate_confidence), fell=False)
         changes[name] = change
         floor = live_means[name] * (1 - tolerance)
-        change["fell"] = bool(candidate_means[name] < floor and change["upper"] is not None
-                              and change["upper"] < 0)  # the check fails
         if candidate_means[name] >= floor:
             continue
         fall = (f"{METRIC} on {what} fell from {live_means[name]:.4f} to "
@@ -233,7 +231,8 @@ def judge(live: HoldoutScores | None, candidate: HoldoutScores,
             notes.append(f"{fall}, but {change['queries']} "
                          f"{'query' if change['queries'] == 1 else 'queries that all moved alike'}"
                          f" cannot tell a fall from noise")
-        elif change["upper"] < 0:
+        elif change["upper"] < 0:  # the check fails
+            change["fell"] = True
             reasons.append(f"{fall}, beyond noise: the paired change over "
                            f"{change['queries']} queries is {change['change']:+.4f}, its "
                            f"{config.gate_confidence:.0%} upper bound {change['upper']:+.4f}")

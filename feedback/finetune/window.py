@@ -156,10 +156,10 @@ def build_window(tables: ServingTables, events: Sequence, config: FinetuneConfig
                     r = user_index[user]
                     seen.update(tables.seen_items[tables.seen_indptr[r]:
                                                   tables.seen_indptr[r + 1]].tolist())
-                seen.update(item_index[c.item_id] for c in user_clicks[:position])
-                seen.discard(item_index[click.item_id])
+                seen.update(earlier)  # every window item so far, this one discarded next
+                seen.discard(item)
                 queries["user"].append(row)
-                queries["target"].append(item_index[click.item_id])
+                queries["target"].append(item)
                 queries["history"].append(history)
                 queries["history_mask"].append(mask)
                 queries["exclude"].append(sorted(seen))
