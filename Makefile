@@ -56,12 +56,13 @@ quickstart: setup
 	$(BIN)/mmrec export --run $(QUICKSTART_RUN) --model-dir saved_models/mmrec
 	$(BIN)/mmrec recommend --user 196 -k 10 --model-dir saved_models/mmrec
 
+# --durations lists the slowest tests, to keep the 10-minute budget honest.
 test: setup
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=25 tests
 
 # Long checks (more training runs) kept out of `make test`'s 10 minutes.
 test-slow: setup
-	$(BIN)/python -m pytest -q tests -m slow
+	$(BIN)/python -m pytest -q --durations=10 tests -m slow
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
