@@ -257,9 +257,10 @@ def test_a_job_killed_at_each_point_leaves_nothing_partial_and_trains_each_event
                                                                    EXIT_PUBLISHED)
 
 
-def mmrec_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def mmrec_cli(*args: str, env: dict | None = None, cwd: Path | None = None
+              ) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "mmrec.cli", *args], capture_output=True,
-                          text=True, timeout=TIMEOUT_S, env=env, check=False)
+                          text=True, timeout=TIMEOUT_S, env=env, cwd=cwd, check=False)
 
 
 @pytest.mark.slow
@@ -272,8 +273,9 @@ def test_the_loop_from_the_command_line(published, tmp_path):
     assert mmrec_cli("feedback", "ingest", str(events), "--store", url).returncode == 0
     (tmp_path / "loop.toml").write_text("[finetune]\nrecent_tolerance = 1.0\n"
                                         "forgetting_tolerance = 1.0\n")
-    finetune = mmrec_cli("feedback", "finetune", "--model-dir", str(directory), "--store", url,
-                         "--config", str(tmp_path / "loop.toml"))
+    # relative paths, as the README's cron line gives them (the load test runs elsewhere)
+    finetune = mmrec_cli("feedback", "finetune", "--model-dir", directory.name, "--store",
+                         "sqlite:///feedback.db", "--config", "loop.toml", cwd=tmp_path)
     assert finetune.returncode == 0, finetune.stderr[-3000:]
     assert "published: live version 1, 300 new events, published version 2" in finetune.stdout
     assert finetune.stderr.startswith("mmrec: device: ")

@@ -93,11 +93,13 @@ def test_warmup_records_call_every_signature(model_dir):
 
 
 @pytest.mark.slow
-def test_the_load_test_replays_every_warmup_request_in_a_fresh_process(model_dir, tmp_path):
+def test_the_load_test_replays_every_warmup_request_in_a_fresh_process(model_dir, tmp_path,
+                                                                        monkeypatch):
     import shutil
 
     from mmrec.export.load_test import LoadTestError, load_test
-    report = load_test(model_dir / "1")
+    monkeypatch.chdir(model_dir)  # a path relative to the caller's folder, as the CLI gets it
+    report = load_test("1")
     assert report["signatures"].keys() == {"serving_default", "recommend_with_history",
                                            "embed_items", "user_embedding",
                                            "user_embedding_with_history"}

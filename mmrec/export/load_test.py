@@ -66,8 +66,11 @@ def load_test(version_dir: str | os.PathLike, timeout_s: float = 300) -> dict:
     """
     environment = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
     environment.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # The child runs in "/" (no module of the working folder can shadow what it
+    # imports), so a relative path is made absolute here, in the caller's folder.
+    path = Path(version_dir).resolve()
     try:
-        done = subprocess.run([sys.executable, "-c", CHILD, str(Path(version_dir))],
+        done = subprocess.run([sys.executable, "-c", CHILD, str(path)],
                               capture_output=True, text=True, timeout=timeout_s,
                               env=environment, cwd="/")
     except subprocess.TimeoutExpired as error:
