@@ -101,7 +101,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
                                       verbose=0 if every is not None or args.json else 2)
             code = result.exit_code
             print(json.dumps(result.report, default=float) if args.json
-                  else _summary(result.report), flush=True)
+                  else result.summary(), flush=True)
         except JobBusyError as error:
             print(f"mmrec: {error}", file=sys.stderr)
             code = EXIT_ERROR
@@ -114,23 +114,6 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             return code
         logger.warning("fine-tuning run ended with exit code %d; next in %s", code, args.every)
         time.sleep(every)
-
-
-def _summary(report: dict) -> str:
-    line = (f"{report['outcome']}: live version {report.get('live_version')}, "
-            f"{report.get('events', 0)} new events")
-    if report.get("version"):
-        line += f", published version {report['version']}"
-    gate = report.get("gate") or {}
-    for reason in gate.get("reasons", []):
-        line += f"\n  rejected: {reason}"
-    for note in gate.get("notes", []):
-        line += f"\n  gate note: {note}"
-    if report.get("stopped"):
-        line += f"\n  {report['stopped']}"
-    if report.get("full_window"):
-        line += f"\n  {report['full_window']}"
-    return line
 
 
 def cmd_skip(args: argparse.Namespace) -> int:

@@ -77,12 +77,37 @@ class JobBusyError(RuntimeError):
 
 @dataclasses.dataclass
 class FinetuneResult:
-    """One run's outcome ("published", "rejected" or "nothing new") and its report."""
+    """One run's outcome ("published", "rejected" or "nothing new") and its report.
+
+    Example:
+
+        result = run_finetune(store, "saved_models/mmrec")
+        print(result.summary())   # published: live version 1, 300 new events, published version 2
+        result.report["gate"]     # the gate's numbers, as `mmrec feedback finetune --json` prints
+    """
 
     outcome: str
     exit_code: int
     version: int | None
     report: dict
+
+    def summary(self) -> str:
+        """The run in a line, with the gate's reasons and notes below it (the CLI prints this)."""
+        report = self.report
+        line = (f"{report['outcome']}: live version {report.get('live_version')}, "
+                f"{report.get('events', 0)} new events")
+        if report.get("version"):
+            line += f", published version {report['version']}"
+        gate = report.get("gate") or {}
+        for reason in gate.get("reasons", []):
+            line += f"\n  rejected: {reason}"
+        for note in gate.get("notes", []):
+            line += f"\n  gate note: {note}"
+        if report.get("stopped"):
+            line += f"\n  {report['stopped']}"
+        if report.get("full_window"):
+            line += f"\n  {report['full_window']}"
+        return line
 
 
 def default_consumer(model_dir: str | os.PathLike) -> str:
