@@ -13,7 +13,7 @@ Commands mirror the data flow, each a thin layer over the Python API:
     mmrec train-ranker  --run runs/ml [--config mmrec.toml] [--set ranker.candidates=200]
                         [--jit auto|on|off] [--seed N] [--json]
     mmrec evaluate      --run runs/ml [--json]
-    mmrec export        --run runs/ml --model-dir saved_models/mmrec [--k 100] [--no-rerank]
+    mmrec export        --run runs/ml --model-dir saved_models/mmrec [--k 100] [--rerank|--no-rerank]
     mmrec catalogue add    --model-dir saved_models/mmrec --items new_items.csv
     mmrec catalogue retire --model-dir saved_models/mmrec --items ID1,ID2
     mmrec recommend     --user 196 [-k 10] [--model-dir DIR] [--json] [--sheet recs.png]
@@ -240,6 +240,7 @@ def cmd_train_ranker(args: argparse.Namespace) -> int:
 def format_ranker_result(result: dict) -> str:
     """The ranker's epochs, then retrieval alone beside the two stages."""
     from mmrec.evaluate.report import format_metrics_table
+    from mmrec.train.ranker_training import losing_ranker_message
     report = result["report"]
     epochs = ", ".join(f"{value:.4f}" for value in report["epochs"])
     rows = {}
@@ -253,7 +254,9 @@ def format_ranker_result(result: dict) -> str:
         f"{len(report['epochs'])} on validation NDCG@10 ({epochs})",
         f"lists holding their click: training {report['train_candidate_recall']:.3f}, "
         f"validation {report['valid_candidate_recall']:.3f}",
-        format_metrics_table(rows)])
+        format_metrics_table(rows)] + (
+        [f"{losing}: `mmrec export` leaves it out unless given --rerank"]
+        if (losing := losing_ranker_message(result)) else []))
 
 
 def format_metrics(metrics: dict) -> str:
@@ -353,9 +356,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     import time
 
     from mmrec.export.exporter import export_run
+    from mmrec.export.layout import VersionFiles
     started = time.perf_counter()
-    target = export_run(args.run, args.model_dir, k=args.k, rerank=not args.no_rerank)
-    print(f"exported {args.run} as version {target.name}: {target} "
+    rerank = True if args.rerank else False if args.no_rerank else None
+    target = export_run(args.run, args.model_dir, k=args.k, rerank=rerank)
+    stages = ("retrieval + ranker" if VersionFiles(target).manifest().get("ranker")
+              else "retrieval alone")
+    print(f"exported {args.run} as version {target.name}, serving {stages}: {target} "
           f"({time.perf_counter() - started:.1f} s)")
     return 0
 
@@ -561,8 +568,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--model-dir", default="saved_models/mmrec",
                         help="folder of versions (TF Serving's --model_base_path)")
     export.add_argument("--k", type=int, default=100, help="items per request")
-    export.add_argument("--no-rerank", action="store_true",
+    stages = export.add_mutually_exclusive_group()
+    stages.add_argument("--no-rerank", action="store_true",
                         help="leave the run's ranker out: the version serves retrieval alone")
+    stages.add_argument("--rerank", action="store_true",
+                        help="export the run's ranker even if it lowered validation NDCG@10 "
+                        "(by default such a ranker is left out, with a warning)")
     export.set_defaults(handler=cmd_export)
 
     catalogue = commands.add_parser("catalogue", help="change a published catalogue without "

@@ -6,6 +6,7 @@ clicks' lists and scored on validation."""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -19,7 +20,9 @@ from mmrec.evaluate.model_scores import evaluate_model, user_vectors
 from mmrec.evaluate.reranking import evaluate_reranked, query_lists, reranked_scores
 from mmrec.cli import main
 from mmrec.train.ranker_fitting import fit_ranker, training_lists
-from mmrec.train.ranker_training import has_ranker, load_ranker, train_ranker
+from mmrec.export.exporter import export_run
+from mmrec.export.layout import VersionFiles
+from mmrec.train.ranker_training import has_ranker, load_ranker, ranker_lift, train_ranker
 from mmrec.train.run_folder import IncompleteRunError
 from mmrec.train.trainer import load_trained
 from run_fixtures import CONFIG, SHOP
@@ -141,6 +144,28 @@ def test_a_ranker_is_written_into_its_run_and_loads_back_to_the_same_numbers(ran
         # Re-ranking moves items within the retrieved top 20 only.
         assert again["Recall@20"] == pytest.approx(
             shop_run[1][part]["Recall@20"], abs=1e-9), part
+
+
+@pytest.mark.slow
+def test_export_leaves_out_a_ranker_that_lowered_validation_unless_told(ranked_run, tmp_path,
+                                                                       caplog):
+    run, result = ranked_run
+    losing = tmp_path / "run"
+    shutil.copytree(run, losing)
+    path = losing / "ranker" / "ranker.json"
+    document = json.loads(path.read_text())
+    document["valid"]["NDCG@10"] = 0.9 * document["retrieval"]["valid"]["NDCG@10"]
+    path.write_text(json.dumps(document))               # a ranker that lost on validation
+    assert ranker_lift(document) == pytest.approx(0.9)
+    with caplog.at_level(logging.WARNING, logger="mmrec.export"):
+        left_out = export_run(losing, tmp_path / "models", k=5)
+    assert VersionFiles(left_out).manifest()["ranker"] is None
+    assert "the version serves retrieval alone" in caplog.text
+    forced = export_run(losing, tmp_path / "models", k=5, rerank=True)
+    assert VersionFiles(forced).manifest()["ranker"]["candidates"] == COUNT
+    # the run's ranker as trained: exported by default exactly when it did not lose
+    default = export_run(run, tmp_path / "default", k=5)
+    assert (VersionFiles(default).manifest()["ranker"] is None) == (ranker_lift(result) < 1)
 
 
 def test_a_run_without_a_ranker_says_which_command_trains_one(shop_run):

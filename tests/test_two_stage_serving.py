@@ -37,7 +37,7 @@ def ranked_run(shop_run, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def model_dir(ranked_run, tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("two-stage-models") / "mmrec"
-    export_run(ranked_run, directory, k=K)
+    export_run(ranked_run, directory, k=K, rerank=True)  # a one-epoch ranker may lose
     return directory
 
 

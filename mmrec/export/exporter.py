@@ -10,6 +10,10 @@ Example:
 
     version_dir = export_run("runs/ml", "saved_models/mmrec", k=100)
     version_dir = export_run("runs/ml", "saved_models/mmrec", rerank=False)  # retrieval alone
+
+A run's ranker is exported only if it did not lower validation NDCG@10 below
+retrieval alone's (``rerank=True`` exports it anyway): serving a second stage
+that makes the ranking worse costs latency for nothing.
 """
 
 from __future__ import annotations
@@ -23,19 +27,22 @@ import numpy as np
 from mmrec.data.fingerprint import data_fingerprint
 from mmrec.export.publish import publish
 from mmrec.export.serving_tables import ServingTables
-from mmrec.train.ranker_training import has_ranker, load_ranker
+from mmrec.train.ranker_training import has_ranker, load_ranker, losing_ranker_message
 from mmrec.train.trainer import load_trained
 
 logger = logging.getLogger("mmrec.export")
 
 
 def export_run(run: str | os.PathLike, model_dir: str | os.PathLike, k: int = 100,
-               rerank: bool = True) -> Path:
+               rerank: bool | None = None) -> Path:
     """Exports run folder ``run`` as the next version under ``model_dir``.
 
-    With ``rerank`` (the default) a ranker trained into the run (``mmrec
-    train-ranker``) is exported too, and the version serves both stages;
-    without one, or with ``rerank=False``, it serves retrieval alone.
+    Args:
+      rerank: None (the default) exports a ranker trained into the run
+        (``mmrec train-ranker``), so that the version serves both stages,
+        unless the ranker lowered validation NDCG@10 below retrieval alone's,
+        which is logged as a warning; True exports it regardless; False
+        serves retrieval alone. A run without a ranker serves retrieval alone.
 
     Returns the new version's folder.
     """
@@ -51,7 +58,16 @@ def export_run(run: str | os.PathLike, model_dir: str | os.PathLike, k: int = 10
         name = str(Path(name).resolve())
     reference = {"dataset": name, "source": dataset.source,
                  "fingerprint": data_fingerprint(dataset, data.split)}
-    ranker = load_ranker(run, model)[0] if rerank and has_ranker(run) else None
+    ranker = None
+    if rerank is not False and has_ranker(run):
+        ranker, ranker_document = load_ranker(run, model)
+        losing = losing_ranker_message(ranker_document)
+        if losing and rerank is None:
+            logger.warning("%s: the version serves retrieval alone (export with rerank=True, "
+                           "`mmrec export --rerank`, to serve it anyway)", losing)
+            ranker = None
+        elif losing:
+            logger.warning("%s; exported as asked", losing)
     return publish(model, data.features, tables, config, model_dir, k=k, data=reference,
                    split=data.split, lineage={"from": "run", "run": str(Path(run).resolve())},
                    ranker=ranker)

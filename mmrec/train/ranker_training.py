@@ -58,6 +58,30 @@ def has_ranker(run: str | os.PathLike) -> bool:
     return (ranker_dir(run) / "ranker.json").exists()
 
 
+def ranker_lift(document: dict) -> float | None:
+    """The two stages' validation NDCG@10 over retrieval alone's, from a
+    ranker.json ``document``; None where the run recorded no retrieval metrics.
+
+    Below 1, the ranker made the run's validation ranking worse: ``mmrec
+    export`` then leaves it out unless told otherwise (a ranker trained on
+    few clicks can lose to its retriever; docs/BENCHMARKS.md measures one).
+    """
+    retrieval = ((document.get("retrieval") or {}).get("valid") or {}).get("NDCG@10")
+    ranked = (document.get("valid") or {}).get("NDCG@10")
+    if not retrieval or ranked is None:
+        return None
+    return float(ranked) / float(retrieval)
+
+
+def losing_ranker_message(document: dict) -> str | None:
+    """What to tell the user when the ranker lowered validation NDCG@10, else None."""
+    lift = ranker_lift(document)
+    if lift is None or lift >= 1:
+        return None
+    return (f"the ranker lowers validation NDCG@10 from {document['retrieval']['valid']['NDCG@10']:.4f} "
+            f"(retrieval alone) to {document['valid']['NDCG@10']:.4f}")
+
+
 def train_ranker(run: str | os.PathLike, config: RankerConfig | None = None, *,
                  jit: str | None = None, seed: int | None = None,
                  verbose: bool = True) -> dict:
@@ -95,6 +119,9 @@ def train_ranker(run: str | os.PathLike, config: RankerConfig | None = None, *,
                 document["valid"]["NDCG@10"],
                 (document["retrieval"]["valid"] or {}).get("NDCG@10", float("nan")),
                 ranker_dir(run))
+    losing = losing_ranker_message(document)
+    if losing:
+        logger.warning("%s: `mmrec export` leaves it out unless given --rerank", losing)
     return document
 
 
