@@ -43,7 +43,7 @@ def test_summaries_give_the_sample_deviation_and_the_interval_of_the_mean():
     assert one["mean"] == 0.5 and one["std"] is None and one["ci95"] is None
     three = mean_and_interval([0.1, 0.2, 0.3])
     assert three["std"] == pytest.approx(0.1)                   # n - 1, not n
-    assert three["ci95"] == pytest.approx(4.303 * 0.1 / 3 ** 0.5)  # t with 2 degrees of freedom
+    assert three["ci95"] == pytest.approx(4.303 * 0.1 / 3 ** 0.5, rel=1e-4)  # t, 2 degrees of freedom
     runs = [{"NDCG@10": v, "cold": {"Recall@20": v / 2}} for v in (0.1, 0.2, 0.3)]
     summary = summarise(runs)
     assert summary["seeds"] == 3 and summary["NDCG@10"]["mean"] == pytest.approx(0.2)
@@ -52,12 +52,24 @@ def test_summaries_give_the_sample_deviation_and_the_interval_of_the_mean():
     assert _cell(summary["NDCG@10"], interval=True) == "0.2000 ± 0.1000 [-0.0484, 0.4484]"
 
 
-@pytest.mark.parametrize("df, t", [(1, 12.706), (11, 2.201), (29, 2.045), (30, 2.042),
-                                   (40, 2.021), (60, 2.000), (120, 1.980)])
+@pytest.mark.parametrize("df, t", [(1, 12.706), (2, 4.303), (3, 3.182), (11, 2.201),
+                                   (29, 2.045), (30, 2.042), (40, 2.021), (60, 2.000),
+                                   (120, 1.980), (1000, 1.962)])
 def test_the_interval_uses_students_t_for_every_number_of_seeds(df, t):
-    from mmrec.bench.quality import t_quantile_975
+    from mmrec.evaluate.intervals import t_quantile
+    # two-sided 95% quantiles, from the t table
+    assert t_quantile(0.975, df) == pytest.approx(t, abs=6e-4)
 
-    assert t_quantile_975(df) == pytest.approx(t, abs=1e-3)
+
+@pytest.mark.parametrize("df", [1, 2, 3, 7, 30, 299, 300, 301, 5000])
+def test_the_t_quantile_inverts_the_t_distribution(df):
+    from mmrec.evaluate.intervals import t_cdf, t_quantile
+    for p in (0.6, 0.95, 0.975, 0.999):
+        q = t_quantile(p, df)
+        assert t_cdf(q, df) == pytest.approx(p, abs=1e-8), (p, df)
+        assert t_quantile(1 - p, df) == -q       # symmetric
+    assert t_cdf(1.0, 1) == pytest.approx(0.75)  # Cauchy: arctan(1)/pi + 1/2
+    assert t_cdf(0.0, df) == 0.5
 
 
 @pytest.mark.slow

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from feedback.finetune.config import FinetuneConfig
-from feedback.finetune.gate import HoldoutScores, judge, paired_change, t_quantile
+from feedback.finetune.gate import HoldoutScores, judge, paired_change
+from mmrec.evaluate.intervals import t_quantile
 
 CONFIG = FinetuneConfig()  # 2% tolerances, 95% confidence
 

@@ -34,11 +34,10 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import math
-from statistics import NormalDist
 
 import numpy as np
 
+from mmrec.evaluate.intervals import t_quantile
 from mmrec.evaluate.metrics import Scorer, expected_rank_metrics, rank_queries
 from mmrec.evaluate.model_scores import user_vectors
 from mmrec.evaluate.queries import EvaluationQueries
@@ -164,22 +163,6 @@ def two_stage_scorer(users: np.ndarray, ranker, history: np.ndarray,
             lists.history[part], lists.history_mask[part], lists.candidates[part],
             lists.retrieval_scores[part])[0].numpy()
     return lambda idx: reranked_scores(users[idx] @ table.T, lists.candidates[idx], ranked[idx])
-
-
-def t_quantile(probability: float, degrees_of_freedom: int) -> float:
-    """Student's t quantile: exact for 1 and 2 degrees of freedom, the
-    Cornish-Fisher expansion around the normal quantile beyond (within 0.01
-    of the table at 3 degrees of freedom and 95%, closer with more)."""
-    p, v = probability, degrees_of_freedom
-    if v < 1:
-        raise ValueError(f"degrees of freedom must be >= 1, got {v}")
-    if v == 1:
-        return math.tan(math.pi * (p - 0.5))
-    if v == 2:
-        return (2 * p - 1) / math.sqrt(2 * p * (1 - p))
-    z = NormalDist().inv_cdf(p)
-    return (z + (z ** 3 + z) / (4 * v) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * v ** 2)
-            + (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / (384 * v ** 3))
 
 
 def paired_change(live: np.ndarray, candidate: np.ndarray, confidence: float) -> dict:

@@ -41,6 +41,7 @@ import tensorflow as tf
 from mmrec.bench.provenance import code_provenance
 from mmrec.config import DataConfig, RankerConfig, RunConfig
 from mmrec.evaluate.baselines import EASE, ContentTfidf, MostPopular
+from mmrec.evaluate.intervals import t_quantile
 from mmrec.evaluate.metrics import evaluate_scorer
 from mmrec.evaluate.model_scores import evaluate_model, user_vectors
 from mmrec.evaluate.probes import attribute_probe, taste_probe
@@ -57,22 +58,6 @@ METRICS = ("HR@10", "NDCG@10", "MRR@10", "Recall@20", "NDCG@20")
 CONTENT_TFIDF = "content TF-IDF"
 TABLES = ("main", "cold_start")
 # Student's t, two-sided 95%, for 1-30 degrees of freedom; beyond, the
-# Cornish-Fisher expansion around 1.96 (within 0.001 of the table at 40 and up).
-_T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-          2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-          2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
-
-
-def t_quantile_975(degrees_of_freedom: int) -> float:
-    """The two-sided 95% quantile of Student's t."""
-    if degrees_of_freedom < 1:
-        raise ValueError(f"degrees of freedom must be >= 1, got {degrees_of_freedom}")
-    if degrees_of_freedom <= len(_T_975):
-        return _T_975[degrees_of_freedom - 1]
-    z, df = 1.959964, degrees_of_freedom
-    return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2)
-
-
 ABLATIONS: dict[str, dict] = {
     "mmrec (full)": {},
     "text only": {"modalities": "text"},
@@ -150,7 +135,7 @@ def mean_and_interval(values) -> dict:
     if n < 2:
         return {"mean": float(values.mean()), "std": None, "ci95": None, "n": n}
     std = float(values.std(ddof=1))
-    t = t_quantile_975(n - 1)
+    t = t_quantile(0.975, n - 1)
     return {"mean": float(values.mean()), "std": std, "ci95": t * std / np.sqrt(n), "n": n}
 
 
