@@ -242,7 +242,7 @@ def system_ndcg(published, queries, full_item_ids: np.ndarray, full_user_ids: np
     """NDCG@10 of a published version on full-space ``queries``, ranking the
     full catalogue's ``candidates`` that the version holds: both stages if
     the version has a ranker (and ``rerank``), as it serves them."""
-    from feedback.finetune.gate import two_stage_scorer
+    from mmrec.evaluate.reranking import retrieve_lists, two_stage_scorer
     from mmrec.evaluate.metrics import evaluate_scorer
     from mmrec.evaluate.model_scores import user_vectors
     tables = published.tables
@@ -275,7 +275,9 @@ def system_ndcg(published, queries, full_item_ids: np.ndarray, full_user_ids: np
         def kept_out(idx: np.ndarray) -> np.ndarray:        # seen before, or not a candidate
             return queries.exclusion_mask(idx, num_items)[:, full_of_version] | never
 
-        version_scorer = two_stage_scorer(vectors, ranker, history, mask, kept_out)
+        lists = retrieve_lists(vectors, table, history, mask, kept_out,
+                               min(ranker.config.candidates, len(table)))
+        version_scorer = two_stage_scorer(vectors, ranker, lists)
     else:
         vectors = user_vectors(published.model, local)
         table = np.asarray(published.model.refresh_item_table())

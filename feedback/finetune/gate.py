@@ -38,10 +38,10 @@ import dataclasses
 import numpy as np
 
 from mmrec.evaluate.intervals import t_quantile
-from mmrec.evaluate.metrics import Scorer, expected_rank_metrics, rank_queries
+from mmrec.evaluate.metrics import expected_rank_metrics, rank_queries
 from mmrec.evaluate.model_scores import user_vectors
 from mmrec.evaluate.queries import EvaluationQueries
-from mmrec.evaluate.reranking import reranked_scores, retrieve_lists
+from mmrec.evaluate.reranking import retrieve_lists, two_stage_scorer
 
 from feedback.finetune.config import FinetuneConfig
 
@@ -132,37 +132,12 @@ def query_ndcg(model, queries: EvaluationQueries, ranker=None,
         model.item_table.assign(ranker.item_vectors)
         table = ranker.item_vectors.numpy()
         users = user_vectors(model, queries)
-        scorer = two_stage_scorer(users, ranker, queries.history, queries.history_mask,
-                                  lambda idx: queries.exclusion_mask(idx, len(table)),
-                                  batch_size=batch_size)
+        lists = retrieve_lists(users, table, queries.history, queries.history_mask,
+                               lambda idx: queries.exclusion_mask(idx, len(table)),
+                               min(ranker.config.candidates, len(table)))
+        scorer = two_stage_scorer(users, ranker, lists, batch_size=batch_size)
     ranked = rank_queries(scorer, queries, len(table), batch_size=batch_size)
     return expected_rank_metrics(ranked.higher, ranked.ties, 10)["ndcg"]
-
-
-def two_stage_scorer(users: np.ndarray, ranker, history: np.ndarray,
-                     history_mask: np.ndarray, exclusion, batch_size: int = 512) -> Scorer:
-    """A scorer of the two stages as a version serves them: retrieval's top N
-    (the ranker's ``candidates``, the items ``exclusion`` marks kept out) in
-    the ranker's order above every other item, which keeps its retrieval
-    score; the protocol of :func:`mmrec.evaluate.reranking.reranked_metrics`.
-
-    Args:
-      users: float [Q, D] user vectors.
-      ranker: a :class:`mmrec.model.ranker.RankingModel`; its item vectors are
-        the table retrieval scores against.
-      history, history_mask: [Q, H] what the ranker reads of each user.
-      exclusion: query indices int64 [b] -> bool [b, I], items never retrieved.
-    """
-    table = ranker.item_vectors.numpy()
-    count = min(ranker.config.candidates, len(table))
-    lists = retrieve_lists(users, table, history, history_mask, exclusion, count)
-    ranked = np.zeros(lists.candidates.shape, np.float32)
-    for start in range(0, len(lists), batch_size):
-        part = slice(start, start + batch_size)
-        ranked[part] = ranker.score_lists(
-            lists.history[part], lists.history_mask[part], lists.candidates[part],
-            lists.retrieval_scores[part])[0].numpy()
-    return lambda idx: reranked_scores(users[idx] @ table.T, lists.candidates[idx], ranked[idx])
 
 
 def paired_change(live: np.ndarray, candidate: np.ndarray, confidence: float) -> dict:

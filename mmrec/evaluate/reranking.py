@@ -12,6 +12,7 @@ Example:
     lists = query_lists(users, table, queries, count=100)   # user and item vectors, as NumPy
     lists.recall()   # share of queries whose target is in its list
     scores = reranked_scores(users[idx] @ table.T, lists.candidates[idx], ranker_scores)
+    scorer = two_stage_scorer(users, ranking_model, lists)   # the same, ranker scores included
 """
 
 from __future__ import annotations
@@ -109,6 +110,31 @@ def reranked_scores(retrieval: np.ndarray, candidates: np.ndarray,
     return scores
 
 
+def two_stage_scorer(users: np.ndarray, ranking_model, lists: CandidateLists,
+                     batch_size: int = 512) -> Callable[[np.ndarray], np.ndarray]:
+    """A scorer of the two stages as a version serves them: each query's
+    retrieved ``lists`` in the ranker's order above every other item, which
+    keeps its retrieval score against ``ranking_model.item_vectors``.
+
+    Args:
+      users: float [Q, D] the queries' user vectors (those ``lists`` came from).
+      ranking_model: a :class:`mmrec.model.ranker.RankingModel`; its item
+        vectors are the table retrieval scores against.
+      lists: the queries' candidate lists (:func:`retrieve_lists`).
+
+    Returns:
+      query indices int64 [b] -> float64 [b, I] full-catalogue scores.
+    """
+    table = ranking_model.item_vectors.numpy()
+    ranked = np.zeros(lists.candidates.shape, np.float32)
+    for start in range(0, len(lists), batch_size):
+        part = slice(start, start + batch_size)
+        ranked[part] = ranking_model.score_lists(
+            lists.history[part], lists.history_mask[part], lists.candidates[part],
+            lists.retrieval_scores[part])[0].numpy()
+    return lambda idx: reranked_scores(users[idx] @ table.T, lists.candidates[idx], ranked[idx])
+
+
 def query_lists(users: np.ndarray, table: np.ndarray, queries: EvaluationQueries,
                 count: int) -> CandidateLists:
     """Candidate lists of held-out queries, from their user vectors [Q, D] and
@@ -155,16 +181,8 @@ def reranked_metrics(users: np.ndarray, ranking_model, queries: EvaluationQuerie
     table = ranking_model.item_vectors.numpy()
     num_items = len(table)
     lists = query_lists(users, table, queries, count)
-    ranker_scores = np.zeros(lists.candidates.shape, np.float32)
-    for start in range(0, len(lists), batch_size):
-        part = slice(start, start + batch_size)
-        ranker_scores[part] = ranking_model.score_lists(
-            lists.history[part], lists.history_mask[part], lists.candidates[part],
-            lists.retrieval_scores[part])[0].numpy()
     report = evaluate_scorer(
-        lambda idx: reranked_scores(users[idx] @ table.T, lists.candidates[idx],
-                                    ranker_scores[idx]),
-        queries, num_items=num_items,
+        two_stage_scorer(users, ranking_model, lists, batch_size), queries, num_items=num_items,
         cold_items=np.zeros(num_items, bool) if cold_items is None else cold_items,
         train_item_counts=np.ones(num_items) if train_item_counts is None else train_item_counts,
         ks=tuple(sorted(set(ks))))
