@@ -31,7 +31,7 @@ def refresh_version(store, model_dir: str | os.PathLike) -> tuple[Path, dict]:
     erased, clicks skipped because their item is not in the version).
     """
     live = load_published(model_dir, task="refresh")
-    item_index = {item: i for i, item in enumerate(live.tables.item_ids.tolist())}
+    item_index = live.tables.item_index()
     events = store.history_events_after(live.tables.data_until)
     kept = [e for e in events if e.item_id in item_index]
     known = set(live.tables.user_ids.tolist())

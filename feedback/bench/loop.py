@@ -246,7 +246,7 @@ def system_ndcg(published, queries, full_item_ids: np.ndarray, full_user_ids: np
     from mmrec.evaluate.metrics import evaluate_scorer
     from mmrec.evaluate.model_scores import user_vectors
     tables = published.tables
-    position = {item: i for i, item in enumerate(tables.item_ids.tolist())}
+    position = tables.item_index()
     to_version = np.asarray([position.get(i, -1) for i in full_item_ids.tolist()], np.int64)
     history = to_version[queries.history]
     mask = queries.history_mask & (history >= 0)

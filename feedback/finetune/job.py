@@ -300,7 +300,7 @@ def run_finetune(store, model_dir: str | os.PathLike, config: FinetuneConfig = F
         until = live.tables.data_until
         clicks = [c for c in window.clicks if until is None or c.timestamp > until]
         report["merged_clicks"] = len(clicks)
-        item_index = {item: i for i, item in enumerate(live.tables.item_ids.tolist())}
+        item_index = live.tables.item_index()
         tables = live.tables.with_events(
             [c.user_id for c in clicks],
             np.asarray([item_index[c.item_id] for c in clicks], np.int64),

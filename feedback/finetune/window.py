@@ -95,7 +95,7 @@ def build_window(tables: ServingTables, events: Sequence, config: FinetuneConfig
       config: which kinds are positives and their weights.
       carried: clicks the previous run held out (trained on now, first).
     """
-    item_index = {item: i for i, item in enumerate(tables.item_ids.tolist())}
+    item_index = tables.item_index()
     user_index = {user: row for row, user in enumerate(tables.user_ids.tolist())}
     skipped: dict[str, int] = {}
     clicks = positive_clicks(events, config, item_index, skipped)

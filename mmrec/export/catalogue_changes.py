@@ -176,7 +176,7 @@ def retire_items(model_dir: str | os.PathLike, item_ids: Iterable[str]) -> Catal
     """
     published = load_published(model_dir, task="retire items of")
     wanted = [str(i).strip() for i in item_ids if str(i).strip()]
-    index = {item_id: i for i, item_id in enumerate(published.tables.item_ids.tolist())}
+    index = published.tables.item_index()
     unknown = [i for i in wanted if i not in index]
     if unknown or not wanted:
         raise DataError(f"cannot retire {len(unknown)} item id(s) that version "

@@ -131,6 +131,10 @@ class ServingTables:
     def num_items(self) -> int:
         return len(self.item_ids)
 
+    def item_index(self) -> dict[str, int]:
+        """Maps external item id to its row in these tables."""
+        return {item_id: i for i, item_id in enumerate(self.item_ids.tolist())}
+
     @property
     def history_length(self) -> int:
         return int(self.histories.shape[1])
