@@ -4,8 +4,8 @@
 CSV from standard input (``-``) so a stream consumer can pipe into it. It
 never holds a whole text input in memory: the store takes the records in
 batches and acknowledges each batch before the next is read. A Parquet file
-is read whole (a Parquet file is an export, not a stream; send a large feed
-as JSONL or CSV).
+is read a batch of rows at a time too (it cannot come from standard input:
+its footer is at the end).
 
 Why not :func:`mmrec.data.tables.read_table` for every format: it stops a
 load at the first line that is not JSON or a CSV row with the wrong number of

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pyarrow as pa
+import pytest
 import pyarrow.parquet as pq
 from conftest import INTERACTIONS, ITEMS
 from PIL import Image
@@ -121,3 +122,32 @@ def test_picture_resize_weights_are_a_normalised_antialiased_triangle():
     red = np.zeros((4, 4, 3), np.uint8)
     red[..., 0] = 255
     assert (resize_pixels(red, 2, 1) == 76).all()                     # 0.299 * 255, ITU-R 601
+
+
+def test_a_parquet_feed_streams_in_batches_with_rows_numbered_across_them(tmp_path,
+                                                                          monkeypatch):
+    import mmrec.data.tables as tables
+    from mmrec.data.tables import read_table
+    monkeypatch.setattr(tables, "PARQUET_BATCH_ROWS", 4)
+    times = pa.array(np.arange(10) * 1_000_000_000 + 123, pa.timestamp("ns"))  # +123 ns
+    pq.write_table(pa.table({"user_id": [f"u{i % 3}" for i in range(10)],
+                             "item_id": [str(i) for i in range(10)], "timestamp": times}),
+                   tmp_path / "clicks.parquet", row_group_size=3)
+    columns, rows = read_table(tmp_path / "clicks.parquet")
+    assert columns == ["user_id", "item_id", "timestamp"]
+    first = next(rows)
+    assert first[0] == 1 and first[1]["item_id"] == "0"
+    rest = list(rows)
+    assert [number for number, _ in rest] == list(range(2, 11))
+    assert [row["item_id"] for _, row in rest] == [str(i) for i in range(1, 10)]
+    assert rest[-1][1]["timestamp"].microsecond == 0 and rest[-1][1]["timestamp"].second == 9
+
+
+def test_a_damaged_parquet_file_is_named_when_it_is_opened(tmp_path):
+    from mmrec.data.problems import DataError
+    from mmrec.data.tables import read_table
+    path = tmp_path / "clicks.parquet"
+    pq.write_table(pa.table({"item_id": ["a", "b"]}), path)
+    path.write_bytes(path.read_bytes()[:-12])          # the footer cut off
+    with pytest.raises(DataError, match="clicks.parquet.*not a readable Parquet file"):
+        read_table(path)

@@ -201,34 +201,54 @@ def _read_jsonl(path: Path, *, encoding: str) -> tuple[list[str], Rows]:
     return columns, iter(records)
 
 
+PARQUET_BATCH_ROWS = 65_536
+"""Rows read from a Parquet file at a time: its rows stream, one batch in memory."""
+
+
 def _read_parquet(path: Path) -> tuple[list[str], Rows]:
-    """Rows of Python values; binary columns stay bytes (text or pictures:
+    """Rows of Python values, read batch by batch (a feed of millions of rows
+    never sits in memory whole); binary columns stay bytes (text or pictures:
     only the caller knows), timestamp columns become datetimes (naive ones
-    are UTC wall-clock times, as Arrow stores them)."""
+    are UTC wall-clock times, as Arrow stores them). A file that cannot be
+    opened fails here; a damaged part later in it fails when its rows are
+    reached, naming the first row that could not be read."""
     try:
-        import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError as error:
         raise DataError("reading Parquet needs pyarrow: pip install 'mmrec[parquet]'",
                         file=str(path)) from error
     try:
-        table = pq.read_table(path)
-        # Python datetimes hold microseconds; Arrow refuses to drop nanoseconds
-        # unless told, and a click's nanoseconds do not matter.
-        for k, field in enumerate(table.schema):
-            if pa.types.is_timestamp(field.type) and field.type.unit == "ns":
-                table = table.set_column(k, field.name, table.column(k).cast(
-                    pa.timestamp("us", tz=field.type.tz), safe=False))
-        data = table.to_pydict()
+        handle = pq.ParquetFile(path)
+        columns = list(handle.schema_arrow.names)
     except Exception as error:  # pyarrow raises several types for bad files
         raise DataError(f"not a readable Parquet file: {error}", file=str(path)) from error
-    columns = table.column_names
 
     def rows() -> Rows:
-        for i in range(table.num_rows):
-            yield i + 1, {c: data[c][i] for c in columns}
+        number = 0
+        try:
+            for batch in handle.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+                data = _with_microseconds(batch).to_pydict()
+                for i in range(batch.num_rows):
+                    number += 1
+                    yield number, {c: data[c][i] for c in columns}
+        except Exception as error:  # noqa: BLE001  (pyarrow's many types, as above)
+            raise DataError(f"not a readable Parquet file: {error}", file=str(path),
+                            row=number + 1) from error
+        finally:
+            handle.close()
 
     return columns, rows()
+
+
+def _with_microseconds(batch):
+    """``batch`` with nanosecond timestamps cut to microseconds: Python datetimes
+    hold microseconds, Arrow refuses to drop nanoseconds unless told, and a
+    click's nanoseconds do not matter."""
+    import pyarrow as pa
+    arrays = [column.cast(pa.timestamp("us", tz=field.type.tz), safe=False)
+              if pa.types.is_timestamp(field.type) and field.type.unit == "ns" else column
+              for field, column in zip(batch.schema, batch.columns)]
+    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
 
 
 def require_columns(columns: list[str], required: list[str], file: str) -> None:
